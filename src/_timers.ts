@@ -1,0 +1,57 @@
+/**
+ * Timers looked up on `globalThis` at call time, so that fake timers installed after this
+ * module loaded still drive the pool, and unref'd where the runtime allows it, so that a pool
+ * with nothing to do never keeps a process alive.
+ *
+ * @module
+ */
+
+/** An opaque timer handle: a number on Deno and browsers, an object on Node and Bun. */
+export type TimerHandle = unknown;
+
+interface Unrefable {
+  unref(): unknown;
+}
+
+// Deno returns numeric timer ids and exposes unrefTimer(id) on its namespace object; reached
+// by feature detection so the core carries no Deno types.
+const denoNamespace = (globalThis as Record<string, unknown>)["Deno"] as
+  | { unrefTimer?: (id: number) => void }
+  | undefined;
+
+function unref(handle: TimerHandle): void {
+  if (typeof handle === "object" && handle !== null && "unref" in handle) {
+    (handle as Unrefable).unref();
+  } else if (typeof handle === "number" && denoNamespace?.unrefTimer) {
+    denoNamespace.unrefTimer(handle);
+  }
+}
+
+/** Runs `fn` once after `ms`; an unref'd timer does not keep the process alive. */
+export function after(ms: number, fn: () => void, unrefTimer = false): TimerHandle {
+  const handle = globalThis.setTimeout(fn, ms);
+  if (unrefTimer) unref(handle);
+  return handle;
+}
+
+/** Runs `fn` every `ms`, always unref'd: intervals are housekeeping, never work. */
+export function every(ms: number, fn: () => void): TimerHandle {
+  const handle = globalThis.setInterval(fn, ms);
+  unref(handle);
+  return handle;
+}
+
+/** Cancels a timer from {@linkcode after}. */
+export function cancelAfter(handle: TimerHandle): void {
+  globalThis.clearTimeout(handle as number);
+}
+
+/** Cancels a timer from {@linkcode every}. */
+export function cancelEvery(handle: TimerHandle): void {
+  globalThis.clearInterval(handle as number);
+}
+
+/** Milliseconds on the monotonic clock. */
+export function monotonicNow(): number {
+  return globalThis.performance.now();
+}

@@ -1,0 +1,262 @@
+/**
+ * The pool's options, their defaults, and their validation. Everything is checked eagerly in
+ * the constructor: a `TypeError` for a value of the wrong shape, a `RangeError` for one out of
+ * range, each naming the option and the value received.
+ *
+ * @module
+ */
+
+import type { PoolEvent } from "./events.ts";
+
+/**
+ * What the pool needs to know about a resource: how to make one and, optionally, how to end,
+ * check and clean it. Every hook may be sync or async. A hook that throws never corrupts the
+ * pool: the error is reported as an event and, where a caller waits, as its rejection.
+ *
+ * @example A factory of fake connections
+ * ```ts
+ * import { type Factory, Pool } from "@edgepool/pool";
+ *
+ * const factory: Factory<{ id: number; open: boolean }> = {
+ *   create: () => ({ id: Math.random(), open: true }),
+ *   destroy: (conn) => { conn.open = false; },
+ *   validate: (conn) => conn.open,
+ * };
+ * await using pool = new Pool(factory, { max: 4 });
+ * await pool.use((conn) => conn.id);
+ * ```
+ */
+export interface Factory<T> {
+  /**
+   * Makes a resource. `signal` aborts when the create timed out or the pool closed; a
+   * resource returned after that is destroyed.
+   */
+  create(signal: AbortSignal): T | Promise<T>;
+  /** Ends a resource; bounded by `destroyTimeoutMs`. */
+  destroy?(value: T, info: ResourceInfo): void | Promise<void>;
+  /**
+   * Checks a resource before it is handed out again (and on keepalive). `false`, a throw or
+   * exceeding `validateTimeoutMs` (which aborts `signal`) destroys it.
+   */
+  validate?(value: T, signal: AbortSignal, info: ResourceInfo): boolean | Promise<boolean>;
+  /** Cleans a released resource before reuse (roll back, reset session state); a throw destroys it. */
+  reset?(value: T, info: ResourceInfo): void | Promise<void>;
+  /** Says whether an error thrown by `pool.use()`'s callback broke the resource (it is then destroyed). */
+  isBroken?(value: T, error: unknown): boolean;
+}
+
+/** Read-only facts about one pooled resource, given to hooks and predicates. */
+export interface ResourceInfo {
+  /** The resource's id, unique within its pool. */
+  readonly id: number;
+  /** When it was created, in `Date.now()` milliseconds. */
+  readonly createdAt: number;
+  /** When it was last handed out, in `Date.now()` milliseconds (its creation if never). */
+  readonly lastUsedAt: number;
+  /** How many leases it has served. */
+  readonly uses: number;
+}
+
+/** Where released resources are taken from next. */
+export type IdleOrder = "lifo" | "fifo";
+
+/** Options of a {@linkcode Pool}. Durations are in milliseconds. */
+export interface PoolOptions {
+  /** Resources kept warm, even when idle. @default {0} */
+  min?: number;
+  /** The most resources that may exist at once, counting creations in flight. @default {10} */
+  max?: number;
+  /** How long `acquire()` waits by default; `Infinity` waits forever. @default {30_000} */
+  acquireTimeoutMs?: number;
+  /** The most acquires that may wait at once; past it `PoolExhaustedError`. @default {Infinity} */
+  maxWaiting?: number;
+  /** How long one `factory.create()` may take before it is aborted. @default {30_000} */
+  createTimeoutMs?: number;
+  /** How long one `factory.destroy()` may take before the pool stops waiting. @default {5_000} */
+  destroyTimeoutMs?: number;
+  /** How long one `factory.validate()` may take before it counts as failed. @default {5_000} */
+  validateTimeoutMs?: number;
+  /** How long one `factory.reset()` may take before the resource is destroyed. @default {5_000} */
+  resetTimeoutMs?: number;
+  /** Validate an idle resource before handing it out. @default {true when factory.validate exists} */
+  validateOnAcquire?: boolean;
+  /** A resource returned or checked less than this long ago is not validated again. @default {500} */
+  validateBypassMs?: number;
+  /** Take the most recently returned idle resource (`"lifo"`) or the oldest (`"fifo"`). @default {"lifo"} */
+  idleOrder?: IdleOrder;
+  /** How often the background reaper runs. @default {1_000} */
+  reapIntervalMs?: number;
+  /** A resource's longest life; `0` or `Infinity` turns it off. @default {1_800_000} */
+  maxLifetimeMs?: number;
+  /** Each resource's lifetime is shortened by a random share up to this, in [0, 1). @default {0.025} */
+  lifetimeJitter?: number;
+  /** Idle resources above `min` unused this long are destroyed; `0` or `Infinity` turns it off. @default {600_000} */
+  idleTimeoutMs?: number;
+  /** Idle resources unused this long are validated in the background; `0` turns it off. @default {0} */
+  keepaliveMs?: number;
+  /** A resource is destroyed on release after this many leases. @default {Infinity} */
+  maxUses?: number;
+  /** A lease held longer than this emits a `"leak"` event with the acquirer's stack; `0` turns it off. @default {0} */
+  leakDetectionMs?: number;
+  /** How long `close()` waits for outstanding leases before destroying them anyway. @default {30_000} */
+  closeTimeoutMs?: number;
+  /** Called with every pool event; a throw from it is swallowed. */
+  onEvent?: (event: PoolEvent) => void;
+}
+
+/** {@linkcode PoolOptions} with every default filled in. */
+export type ResolvedOptions = Required<Omit<PoolOptions, "onEvent">> & {
+  onEvent: ((event: PoolEvent) => void) | undefined;
+};
+
+/** The defaults of {@linkcode PoolOptions}, except `validateOnAcquire`, which follows the factory. */
+export const DEFAULTS = {
+  min: 0,
+  max: 10,
+  acquireTimeoutMs: 30_000,
+  maxWaiting: Infinity,
+  createTimeoutMs: 30_000,
+  destroyTimeoutMs: 5_000,
+  validateTimeoutMs: 5_000,
+  resetTimeoutMs: 5_000,
+  validateBypassMs: 500,
+  idleOrder: "lifo",
+  reapIntervalMs: 1_000,
+  maxLifetimeMs: 1_800_000,
+  lifetimeJitter: 0.025,
+  idleTimeoutMs: 600_000,
+  keepaliveMs: 0,
+  maxUses: Infinity,
+  leakDetectionMs: 0,
+  closeTimeoutMs: 30_000,
+} as const;
+
+function show(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "bigint") return `${value}n`;
+  if (typeof value === "function") return "a function";
+  if (value !== null && typeof value === "object") {
+    return Array.isArray(value) ? "an array" : "an object";
+  }
+  return String(value);
+}
+
+/** Checks that `value` is a number; `what` names it in the error. */
+export function requireNumber(what: string, value: unknown): number {
+  if (typeof value !== "number") {
+    throw new TypeError(`${what} must be a number, received ${show(value)}`);
+  }
+  if (Number.isNaN(value)) throw new RangeError(`${what} must not be NaN`);
+  return value;
+}
+
+/** A whole number ≥ `least`, or `Infinity` when allowed. */
+export function requireCount(
+  what: string,
+  value: unknown,
+  least: number,
+  infinite: boolean,
+): number {
+  const n = requireNumber(what, value);
+  if (n === Infinity && infinite) return n;
+  if (!Number.isInteger(n) || n < least) {
+    const range = infinite ? `a whole number ≥ ${least} or Infinity` : `a whole number ≥ ${least}`;
+    throw new RangeError(`${what} must be ${range}, received ${show(value)}`);
+  }
+  return n;
+}
+
+/** A duration ≥ 0 in milliseconds, `Infinity` allowed. */
+export function requireDuration(what: string, value: unknown): number {
+  const n = requireNumber(what, value);
+  if (n < 0) throw new RangeError(`${what} must be a duration ≥ 0 ms, received ${show(value)}`);
+  return n;
+}
+
+function requireFunction(what: string, value: unknown, optional: boolean): void {
+  if (value === undefined && optional) return;
+  if (typeof value !== "function") {
+    throw new TypeError(`${what} must be a function, received ${show(value)}`);
+  }
+}
+
+/** Checks the factory's shape. */
+export function validateFactory(factory: unknown): void {
+  if (factory === null || typeof factory !== "object") {
+    throw new TypeError(
+      `factory must be an object with a create() function, received ${show(factory)}`,
+    );
+  }
+  const f = factory as Record<string, unknown>;
+  requireFunction("factory.create", f.create, false);
+  for (const hook of ["destroy", "validate", "reset", "isBroken"]) {
+    requireFunction(`factory.${hook}`, f[hook], true);
+  }
+}
+
+const KNOWN = new Set([...Object.keys(DEFAULTS), "validateOnAcquire", "onEvent"]);
+
+/** Fills in defaults and checks every option. */
+export function resolveOptions(
+  options: PoolOptions | undefined,
+  hasValidate: boolean,
+): ResolvedOptions {
+  if (options === undefined) options = {};
+  if (options === null || typeof options !== "object") {
+    throw new TypeError(`options must be an object, received ${show(options)}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!KNOWN.has(key)) throw new TypeError(`unknown option ${JSON.stringify(key)}`);
+  }
+  const o = { ...DEFAULTS, validateOnAcquire: hasValidate, onEvent: undefined, ...options };
+  // `undefined` means "use the default", as with a missing key.
+  for (const key of Object.keys(DEFAULTS) as (keyof typeof DEFAULTS)[]) {
+    if (o[key] === undefined) (o as Record<string, unknown>)[key] = DEFAULTS[key];
+  }
+  if (o.validateOnAcquire === undefined) o.validateOnAcquire = hasValidate;
+
+  const max = requireCount("max", o.max, 1, false);
+  const min = requireCount("min", o.min, 0, false);
+  if (min > max) throw new RangeError(`min (${min}) must not exceed max (${max})`);
+  requireCount("maxWaiting", o.maxWaiting, 0, true);
+  requireCount("maxUses", o.maxUses, 1, true);
+  for (
+    const key of [
+      "acquireTimeoutMs",
+      "createTimeoutMs",
+      "destroyTimeoutMs",
+      "validateTimeoutMs",
+      "resetTimeoutMs",
+      "validateBypassMs",
+      "maxLifetimeMs",
+      "idleTimeoutMs",
+      "keepaliveMs",
+      "leakDetectionMs",
+      "closeTimeoutMs",
+    ] as const
+  ) requireDuration(key, o[key]);
+  const reap = requireDuration("reapIntervalMs", o.reapIntervalMs);
+  if (reap < 1 || reap === Infinity) {
+    throw new RangeError(`reapIntervalMs must be a finite duration ≥ 1 ms, received ${show(reap)}`);
+  }
+  const jitter = requireNumber("lifetimeJitter", o.lifetimeJitter);
+  if (jitter < 0 || jitter >= 1) {
+    throw new RangeError(`lifetimeJitter must be in [0, 1), received ${show(jitter)}`);
+  }
+  const lifetime = o.maxLifetimeMs === 0 ? Infinity : o.maxLifetimeMs;
+  if (o.keepaliveMs > 0 && lifetime !== Infinity && o.keepaliveMs >= lifetime) {
+    throw new RangeError(
+      `keepaliveMs (${o.keepaliveMs}) must be less than maxLifetimeMs (${o.maxLifetimeMs})`,
+    );
+  }
+  if (o.idleOrder !== "lifo" && o.idleOrder !== "fifo") {
+    throw new TypeError(`idleOrder must be "lifo" or "fifo", received ${show(o.idleOrder)}`);
+  }
+  if (typeof o.validateOnAcquire !== "boolean") {
+    throw new TypeError(
+      `validateOnAcquire must be a boolean, received ${show(o.validateOnAcquire)}`,
+    );
+  }
+  requireFunction("onEvent", o.onEvent, true);
+  return o as ResolvedOptions;
+}

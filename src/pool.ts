@@ -1,0 +1,963 @@
+/**
+ * The pool. It owns all state: every resource sits in exactly one state list (idle, active,
+ * checking) or is being destroyed, and moves only through `#move()`, so the invariant
+ * `created − destroyed = idle + active + validating` is visible in one place.
+ *
+ * Waiters queue FIFO and are woken by hand-off, never by polling: a release gives the
+ * resource straight to the first waiter. Creation follows demand: a waiter takes whichever
+ * resource frees first, and no more creates start than there are waiters to serve (or `min`
+ * to keep warm).
+ *
+ * @module
+ */
+
+import { List, type Node } from "./_queue.ts";
+import { Resource } from "./_resource.ts";
+import { after, cancelAfter, type TimerHandle } from "./_timers.ts";
+import {
+  AcquireTimeoutError,
+  errorText,
+  PoolClosedError,
+  PoolError,
+  PoolExhaustedError,
+} from "./errors.ts";
+import { type DestroyReason, EventHub, type EventsOptions, type PoolEvent } from "./events.ts";
+import { Lease, revoke } from "./lease.ts";
+import {
+  type Factory,
+  type PoolOptions,
+  requireDuration,
+  type ResolvedOptions,
+  resolveOptions,
+  type ResourceInfo,
+  validateFactory,
+} from "./options.ts";
+import { Reaper, retireAt } from "./reaper.ts";
+import { Histogram, type PoolStats } from "./stats.ts";
+
+/** Options of {@linkcode Pool.acquire} and {@linkcode Pool.use}. */
+export interface AcquireOptions {
+  /** Aborting it removes the acquire from the queue and rejects it with `signal.reason`. */
+  signal?: AbortSignal;
+  /** How long to wait; `Infinity` waits forever. @default {the pool's acquireTimeoutMs} */
+  timeoutMs?: number;
+}
+
+/** Options of {@linkcode Pool.close}. */
+export interface CloseOptions {
+  /** How long to wait for outstanding leases before destroying them anyway. @default {the pool's closeTimeoutMs} */
+  timeoutMs?: number;
+}
+
+/** Options of {@linkcode Pool.ready}. */
+export interface ReadyOptions {
+  /** Stops waiting when aborted, rejecting with `signal.reason`. */
+  signal?: AbortSignal;
+  /** How long to wait for `min` resources. @default {the pool's acquireTimeoutMs} */
+  timeoutMs?: number;
+}
+
+// Creation retries after errors back off exponentially from BASE to CAP, with jitter.
+const BACKOFF_BASE_MS = 50;
+const BACKOFF_CAP_MS = 5_000;
+// Keepalive validates at most this many idle resources per reaper tick.
+const KEEPALIVE_BATCH = 4;
+
+const RESOLVED: Promise<void> = Promise.resolve();
+
+class Waiter<T> implements Node<Waiter<T>> {
+  prev: Waiter<T> | undefined = undefined;
+  next: Waiter<T> | undefined = undefined;
+  list: List<Waiter<T>> | undefined = undefined;
+  timer: TimerHandle | undefined = undefined;
+  signal: AbortSignal | undefined = undefined;
+  onAbort: (() => void) | undefined = undefined;
+  readonly resolve: (lease: Lease<T>) => void;
+  readonly reject: (error: unknown) => void;
+  readonly since: number;
+  readonly timeoutMs: number;
+  readonly stack: string | undefined;
+  constructor(
+    resolve: (lease: Lease<T>) => void,
+    reject: (error: unknown) => void,
+    since: number,
+    timeoutMs: number,
+    stack: string | undefined,
+  ) {
+    this.resolve = resolve;
+    this.reject = reject;
+    this.since = since;
+    this.timeoutMs = timeoutMs;
+    this.stack = stack;
+  }
+}
+
+interface Deferred {
+  resolve(): void;
+  reject(error: unknown): void;
+}
+
+function isThenable<R>(value: R | Promise<R>): value is Promise<R> {
+  return typeof (value as Promise<R> | null)?.then === "function";
+}
+
+function isAbortSignal(value: unknown): value is AbortSignal {
+  return typeof value === "object" && value !== null &&
+    typeof (value as AbortSignal).aborted === "boolean" &&
+    typeof (value as AbortSignal).addEventListener === "function";
+}
+
+function checkAcquireOptions(options: AcquireOptions | undefined, what: string): void {
+  if (options === undefined) return;
+  if (options === null || typeof options !== "object") {
+    throw new TypeError(`${what} options must be an object, received ${String(options)}`);
+  }
+  if (options.signal !== undefined && !isAbortSignal(options.signal)) {
+    throw new TypeError(`${what} options.signal must be an AbortSignal`);
+  }
+  if (options.timeoutMs !== undefined) {
+    requireDuration(`${what} options.timeoutMs`, options.timeoutMs);
+  }
+}
+
+/**
+ * A pool of reusable resources: database connections, clients, workers.
+ *
+ * @example Lease a resource for a scope
+ * ```ts
+ * import { Pool } from "@edgepool/pool";
+ * import assert from "node:assert/strict";
+ *
+ * let made = 0;
+ * await using pool = new Pool({ create: () => ({ n: ++made }) }, { max: 2 });
+ * {
+ *   await using conn = await pool.acquire({ timeoutMs: 1_000 });
+ *   assert.equal(conn.value.n, 1);
+ * }
+ * const n = await pool.use((conn) => conn.n); // reuses the idle resource
+ * assert.equal(n, 1);
+ * assert.equal(pool.stats().created, 1);
+ * ```
+ */
+export class Pool<T> implements AsyncDisposable {
+  readonly #factory: Factory<T>;
+  readonly #o: ResolvedOptions;
+  readonly #hub: EventHub;
+  readonly #reaper: Reaper;
+  readonly #giveBack = (resource: Resource<T>, broken: boolean) => this.#release(resource, broken);
+
+  readonly #idle = new List<Resource<T>>();
+  readonly #active = new List<Resource<T>>();
+  readonly #checking = new List<Resource<T>>();
+  readonly #waiters = new List<Waiter<T>>();
+  #creating = 0;
+  #destroying = 0;
+  #validatingForAcquire = 0;
+  #nextId = 1;
+
+  // counters
+  #acquired = 0;
+  #released = 0;
+  #created = 0;
+  #destroyed = 0;
+  #timedOut = 0;
+  #aborted = 0;
+  #exhaustedCount = 0;
+  #createErrors = 0;
+  #validationFailures = 0;
+  #hits = 0;
+  readonly #waits = new Histogram();
+
+  #createFailures = 0; // consecutive, reset by a successful create
+  #lastCreateError: unknown = undefined;
+  #backoff: TimerHandle | undefined = undefined;
+  readonly #createControllers = new Set<AbortController>();
+  readonly #inflight = new Set<Promise<unknown>>();
+  readonly #readyWaiters = new Set<Deferred>();
+  #drained: (() => void) | undefined = undefined;
+  #closed = false;
+  #closing: Promise<void> | undefined = undefined;
+  #ended = false; // close() finished: events() ends at once
+
+  /**
+   * Makes a pool. Nothing is created until needed, except `min` resources, which start in the
+   * background at once. Throws `TypeError` for a malformed factory or option and `RangeError`
+   * for an option out of range.
+   */
+  constructor(factory: Factory<T>, options?: PoolOptions) {
+    validateFactory(factory);
+    this.#factory = factory;
+    this.#o = resolveOptions(options, typeof factory.validate === "function");
+    if (this.#o.maxLifetimeMs === 0) this.#o.maxLifetimeMs = Infinity;
+    if (this.#o.idleTimeoutMs === 0) this.#o.idleTimeoutMs = Infinity;
+    this.#hub = new EventHub(this.#o.onEvent);
+    this.#reaper = new Reaper(this.#o.reapIntervalMs, () => this.#reap());
+    if (this.#o.min > 0) this.#pump();
+  }
+
+  // ---------------------------------------------------------------- public API
+
+  /**
+   * Leases a resource: an idle one at once, a new one if below `max`, otherwise the first one
+   * released after the acquires queued before this one. Rejects with `signal.reason` when
+   * aborted, {@linkcode AcquireTimeoutError} past the deadline, {@linkcode PoolExhaustedError}
+   * when the queue is full, and {@linkcode PoolClosedError} after `close()`.
+   *
+   * @example With a signal and a deadline
+   * ```ts
+   * import { Pool } from "@edgepool/pool";
+   *
+   * await using pool = new Pool({ create: () => ({}) });
+   * const controller = new AbortController();
+   * await using lease = await pool.acquire({ signal: controller.signal, timeoutMs: 500 });
+   * ```
+   */
+  acquire(options?: AcquireOptions): Promise<Lease<T>> {
+    try {
+      checkAcquireOptions(options, "acquire()");
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (this.#closed) return Promise.reject(new PoolClosedError("acquire", this.stats()));
+    const signal = options?.signal;
+    if (signal?.aborted) {
+      this.#aborted++;
+      if (this.#hub.active) {
+        this.#hub.emit({ type: "abort", time: Date.now(), waitedMs: 0, reason: signal.reason });
+      }
+      return Promise.reject(signal.reason);
+    }
+    // Captured here, while the caller is still on the stack, and only when someone will read it.
+    const stack = this.#o.leakDetectionMs > 0 ? new Error("acquired here").stack : undefined;
+
+    let resource: Resource<T> | undefined;
+    if (this.#waiters.size === 0 && (resource = this.#takeIdle()) !== undefined) {
+      if (!this.#needsValidation(resource)) {
+        return Promise.resolve(this.#lend(resource, 0, true, stack));
+      }
+    } else if (this.#waiters.size >= this.#o.maxWaiting && this.#footprint() >= this.#o.max) {
+      this.#exhaustedCount++;
+      if (this.#hub.active) {
+        this.#hub.emit({ type: "exhausted", time: Date.now(), waiting: this.#waiters.size });
+      }
+      return Promise.reject(new PoolExhaustedError(this.#o.maxWaiting, this.stats()));
+    }
+
+    const timeoutMs = options?.timeoutMs ?? this.#o.acquireTimeoutMs;
+    return new Promise<Lease<T>>((resolve, reject) => {
+      const waiter = new Waiter<T>(resolve, reject, this.#reaper.now(), timeoutMs, stack);
+      this.#waiters.push(waiter);
+      if (timeoutMs !== Infinity) waiter.timer = after(timeoutMs, () => this.#expire(waiter));
+      if (signal) {
+        waiter.signal = signal;
+        waiter.onAbort = () => this.#abandon(waiter);
+        signal.addEventListener("abort", waiter.onAbort, { once: true });
+      }
+      if (resource) this.#validate(resource, true);
+      this.#pump();
+    });
+  }
+
+  /**
+   * Runs `fn` with a leased resource and always gives it back: released when `fn` settles, or
+   * destroyed when `fn` threw and `factory.isBroken(value, error)` says the error broke it.
+   *
+   * @example
+   * ```ts
+   * import { Pool } from "@edgepool/pool";
+   * import assert from "node:assert/strict";
+   *
+   * await using pool = new Pool({ create: () => ({ base: 40 }) });
+   * assert.equal(await pool.use(async (r) => r.base + 2), 42);
+   * ```
+   */
+  async use<R>(fn: (value: T) => R | Promise<R>, options?: AcquireOptions): Promise<R> {
+    if (typeof fn !== "function") {
+      throw new TypeError(`use() needs a function, received ${typeof fn}`);
+    }
+    const lease = await this.acquire(options);
+    let result: R;
+    try {
+      result = await fn(lease.value);
+    } catch (error) {
+      let broken = false;
+      try {
+        broken = this.#factory.isBroken?.(lease.value, error) === true;
+      } catch {
+        broken = true; // a throwing isBroken cannot vouch for the resource
+      }
+      await (broken ? lease.destroy() : lease.release());
+      throw error;
+    }
+    await lease.release();
+    return result;
+  }
+
+  /**
+   * A fresh snapshot of the pool's counters.
+   *
+   * @example
+   * ```ts
+   * import { Pool } from "@edgepool/pool";
+   * import assert from "node:assert/strict";
+   *
+   * await using pool = new Pool({ create: () => ({}) }, { max: 3 });
+   * const lease = await pool.acquire();
+   * const s = pool.stats();
+   * assert.deepEqual([s.active, s.idle, s.max], [1, 0, 3]);
+   * assert.equal(s.created - s.destroyed, s.idle + s.active + s.validating);
+   * await lease.release();
+   * ```
+   */
+  stats(): PoolStats {
+    const served = this.#waits.count;
+    return {
+      total: this.#live(),
+      idle: this.#idle.size,
+      active: this.#active.size,
+      validating: this.#checking.size,
+      creating: this.#creating,
+      destroying: this.#destroying,
+      waiting: this.#waiters.size,
+      min: this.#o.min,
+      max: this.#o.max,
+      acquired: this.#acquired,
+      released: this.#released,
+      created: this.#created,
+      destroyed: this.#destroyed,
+      timedOut: this.#timedOut,
+      aborted: this.#aborted,
+      exhausted: this.#exhaustedCount,
+      createErrors: this.#createErrors,
+      validationFailures: this.#validationFailures,
+      hitRate: served === 0 ? 1 : this.#hits / served,
+      waitMs: this.#waits.summary(),
+    };
+  }
+
+  /**
+   * Resolves once `min` resources exist (at once when they do). Rejects with a
+   * {@linkcode PoolError} whose `cause` is the last create error if they do not within the
+   * deadline, with `signal.reason` when aborted, and with {@linkcode PoolClosedError} on close.
+   *
+   * @example
+   * ```ts
+   * import { Pool } from "@edgepool/pool";
+   * import assert from "node:assert/strict";
+   *
+   * await using pool = new Pool({ create: () => ({}) }, { min: 2 });
+   * await pool.ready();
+   * assert.equal(pool.stats().idle, 2);
+   * ```
+   */
+  ready(options?: ReadyOptions): Promise<void> {
+    try {
+      checkAcquireOptions(options, "ready()");
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (this.#closed) return Promise.reject(new PoolClosedError("get ready", this.stats()));
+    if (this.#live() >= this.#o.min) return RESOLVED;
+    const signal = options?.signal;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    const timeoutMs = options?.timeoutMs ?? this.#o.acquireTimeoutMs;
+    return new Promise<void>((resolve, reject) => {
+      let timer: TimerHandle | undefined;
+      const onAbort = () => settle(signal!.reason);
+      const settle = (error?: unknown) => {
+        this.#readyWaiters.delete(deferred);
+        if (timer !== undefined) cancelAfter(timer);
+        signal?.removeEventListener("abort", onAbort);
+        if (error === undefined) resolve();
+        else reject(error);
+      };
+      const deferred: Deferred = { resolve: () => settle(), reject: settle };
+      this.#readyWaiters.add(deferred);
+      signal?.addEventListener("abort", onAbort, { once: true });
+      if (timeoutMs !== Infinity) {
+        timer = after(timeoutMs, () => {
+          const failing = this.#createFailures > 0 ? this.#lastCreateError : undefined;
+          const why = failing === undefined ? "" : `; last create error: ${errorText(failing)}`;
+          settle(
+            new PoolError(
+              `not ready after ${timeoutMs} ms: ${this.#live()} of min ${this.#o.min} resources exist${why}`,
+              { cause: failing, stats: this.stats() },
+            ),
+          );
+        });
+      }
+    });
+  }
+
+  /**
+   * Pool activity as an async iterable of {@linkcode PoolEvent}s. Each subscriber has its own
+   * bounded buffer; `break`, `return()`, the signal or `close()` ends it.
+   *
+   * @example
+   * ```ts
+   * import { Pool } from "@edgepool/pool";
+   * import assert from "node:assert/strict";
+   *
+   * const pool = new Pool({ create: () => ({}) });
+   * const events = pool.events();
+   * await pool.use(() => {});
+   * await pool.close();
+   * const types = [];
+   * for await (const event of events) types.push(event.type);
+   * assert.deepEqual(types, ["create", "acquire", "release", "destroy", "close"]);
+   * ```
+   */
+  events(options?: EventsOptions): AsyncIterableIterator<PoolEvent> {
+    const iterator = this.#hub.subscribe(options);
+    if (this.#ended) void iterator.return?.();
+    return iterator;
+  }
+
+  /**
+   * Retires resources (HikariCP's soft eviction, e.g. after a failover): idle matches are
+   * destroyed now, leased ones when released. Without a predicate, every resource. Resolves
+   * with how many were evicted, once the idle ones are destroyed.
+   *
+   * @example
+   * ```ts
+   * import { Pool } from "@edgepool/pool";
+   * import assert from "node:assert/strict";
+   *
+   * await using pool = new Pool({ create: () => ({}) }, { min: 2 });
+   * await pool.ready();
+   * assert.equal(await pool.evict((_value, info) => info.uses === 0), 2);
+   * ```
+   */
+  async evict(predicate?: (value: T, info: ResourceInfo) => boolean): Promise<number> {
+    if (predicate !== undefined && typeof predicate !== "function") {
+      throw new TypeError(`evict() takes a predicate function, received ${typeof predicate}`);
+    }
+    const matches = (r: Resource<T>) => predicate === undefined || predicate(r.value, r) === true;
+    let count = 0;
+    const destroys: Promise<void>[] = [];
+    for (const r of [...this.#idle]) {
+      if (matches(r)) {
+        count++;
+        destroys.push(this.#destroy(r, "evicted"));
+      }
+    }
+    for (const list of [this.#active, this.#checking]) {
+      for (const r of list) {
+        if (!r.evicted && matches(r)) {
+          r.evicted = true;
+          count++;
+        }
+      }
+    }
+    await Promise.all(destroys);
+    this.#pump();
+    return count;
+  }
+
+  /**
+   * Closes the pool: refuses new acquires, rejects every waiter with
+   * {@linkcode PoolClosedError}, waits for outstanding leases (up to `timeoutMs`, then destroys
+   * them anyway), destroys idle resources, and awaits every destroy. Leaves no timer or listener
+   * behind. Calling it again returns the same promise.
+   *
+   * @example
+   * ```ts
+   * import { Pool } from "@edgepool/pool";
+   * import assert from "node:assert/strict";
+   *
+   * const pool = new Pool({ create: () => ({}), destroy: () => {} }, { min: 1 });
+   * await pool.ready();
+   * await pool.close({ timeoutMs: 1_000 });
+   * assert.equal(pool.stats().total, 0);
+   * ```
+   */
+  close(options?: CloseOptions): Promise<void> {
+    if (this.#closing) return this.#closing;
+    let timeoutMs = this.#o.closeTimeoutMs;
+    try {
+      if (options !== undefined && (options === null || typeof options !== "object")) {
+        throw new TypeError(`close() options must be an object, received ${String(options)}`);
+      }
+      if (options?.timeoutMs !== undefined) {
+        timeoutMs = requireDuration("close() options.timeoutMs", options.timeoutMs);
+      }
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    this.#closing = this.#shutdown(timeoutMs);
+    return this.#closing;
+  }
+
+  /** Same as {@linkcode Pool.close} with default options: what `await using` calls. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  /** True once `close()` was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  // ---------------------------------------------------------------- state moves
+
+  /** The single place where a resource changes state list. */
+  #move(r: Resource<T>, to: "idle" | "active" | "checking" | "destroying"): void {
+    r.list?.remove(r);
+    r.state = to;
+    if (to === "idle") this.#idle.push(r);
+    else if (to === "active") this.#active.push(r);
+    else if (to === "checking") this.#checking.push(r);
+  }
+
+  #live(): number {
+    return this.#idle.size + this.#active.size + this.#checking.size;
+  }
+
+  /** Everything counted against `max`: live, being created, being destroyed. */
+  #footprint(): number {
+    return this.#live() + this.#creating + this.#destroying;
+  }
+
+  #takeIdle(): Resource<T> | undefined {
+    const now = this.#reaper.now();
+    let r: Resource<T> | undefined;
+    while ((r = this.#o.idleOrder === "lifo" ? this.#idle.tail : this.#idle.head) !== undefined) {
+      if (r.expiresAt <= now) {
+        void this.#destroy(r, "lifetime");
+        continue;
+      }
+      r.fromIdle = true;
+      return r;
+    }
+    return undefined;
+  }
+
+  #needsValidation(r: Resource<T>): boolean {
+    return this.#o.validateOnAcquire && this.#factory.validate !== undefined &&
+      this.#reaper.now() - r.returnedAt >= this.#o.validateBypassMs;
+  }
+
+  /** Hands `r` out as a lease. */
+  #lend(r: Resource<T>, waitedMs: number, hit: boolean, stack: string | undefined): Lease<T> {
+    this.#move(r, "active");
+    r.uses++;
+    r.lastUsedAt = Date.now();
+    r.acquiredAt = this.#reaper.now();
+    r.fromIdle = false;
+    r.leakReported = false;
+    r.stack = stack;
+    this.#acquired++;
+    if (hit) this.#hits++;
+    this.#waits.record(waitedMs);
+    if (this.#hub.active) {
+      this.#hub.emit({ type: "acquire", time: Date.now(), id: r.id, waitedMs, hit });
+    }
+    const lease = new Lease(r, this.#giveBack);
+    r.lease = lease;
+    return lease;
+  }
+
+  #settleWaiter(w: Waiter<T>): void {
+    this.#waiters.remove(w);
+    if (w.timer !== undefined) cancelAfter(w.timer);
+    if (w.onAbort) w.signal!.removeEventListener("abort", w.onAbort);
+  }
+
+  /** A resource became available: to the first waiter, else idle. */
+  #offer(r: Resource<T>): void {
+    if (this.#closed) return void this.#destroy(r, "close");
+    if (r.evicted) return void this.#destroy(r, "evicted");
+    if (r.expiresAt <= this.#reaper.now()) return void this.#destroy(r, "lifetime");
+    const w = this.#waiters.head;
+    if (w) {
+      this.#settleWaiter(w);
+      w.resolve(this.#lend(r, this.#reaper.now() - w.since, r.fromIdle, w.stack));
+    } else {
+      r.fromIdle = false;
+      this.#move(r, "idle");
+    }
+  }
+
+  /** Serves waiters from idle, then starts the creates that demand and `min` call for. */
+  #pump(): void {
+    if (this.#closed) return;
+    while (this.#waiters.size > this.#validatingForAcquire && this.#idle.size > 0) {
+      const r = this.#takeIdle();
+      if (r === undefined) break;
+      if (this.#needsValidation(r)) this.#validate(r, true);
+      else this.#offer(r);
+    }
+    if (this.#backoff !== undefined) return;
+    let need = Math.max(
+      this.#waiters.size - this.#creating - this.#checking.size,
+      this.#o.min - this.#live() - this.#creating,
+    );
+    while (need-- > 0 && this.#footprint() < this.#o.max) this.#create();
+  }
+
+  #track(p: Promise<unknown>): void {
+    this.#inflight.add(p);
+    void p.finally(() => this.#inflight.delete(p));
+  }
+
+  // ---------------------------------------------------------------- lifecycle of a resource
+
+  #create(): void {
+    this.#creating++;
+    const started = this.#reaper.now();
+    const controller = new AbortController();
+    this.#createControllers.add(controller);
+    let done = false;
+    let timer: TimerHandle | undefined;
+    const finish = (): boolean => {
+      if (done) return false;
+      done = true;
+      this.#createControllers.delete(controller);
+      if (timer !== undefined) cancelAfter(timer);
+      this.#creating--;
+      return true;
+    };
+    let pending: Promise<T>;
+    try {
+      pending = Promise.resolve(this.#factory.create(controller.signal));
+    } catch (error) {
+      pending = Promise.reject(error);
+    }
+    const work = new Promise<void>((settled) => {
+      if (this.#o.createTimeoutMs !== Infinity) {
+        timer = after(this.#o.createTimeoutMs, () => {
+          const error = new PoolError(
+            `cannot create a resource: factory.create() took longer than ${this.#o.createTimeoutMs} ms`,
+          );
+          controller.abort(error);
+          if (finish()) this.#createFailed(error);
+          settled();
+        });
+      }
+      pending.then(
+        (value) => {
+          if (value === undefined || value === null) {
+            if (finish()) {
+              this.#createFailed(
+                new TypeError(`factory.create() returned ${value}; it must return a resource`),
+              );
+            }
+          } else if (finish()) {
+            this.#created++;
+            this.#createFailures = 0;
+            const now = this.#reaper.now();
+            const r = new Resource<T>(
+              this.#nextId++,
+              value,
+              now,
+              retireAt(now, this.#o.maxLifetimeMs, this.#o.lifetimeJitter),
+            );
+            this.#move(r, "checking"); // counted live before it is offered
+            if (this.#hub.active) {
+              this.#hub.emit({ type: "create", time: Date.now(), id: r.id, tookMs: now - started });
+            }
+            this.#reaper.start();
+            this.#offer(r);
+            this.#checkReady();
+            this.#pump();
+          } else {
+            this.#discard(value); // arrived after its timeout
+          }
+          settled();
+        },
+        (error) => {
+          if (finish()) this.#createFailed(error);
+          settled();
+        },
+      );
+    });
+    this.#track(work);
+  }
+
+  #createFailed(error: unknown): void {
+    this.#createErrors++;
+    this.#createFailures++;
+    this.#lastCreateError = error;
+    if (this.#hub.active) {
+      this.#hub.emit({
+        type: "create-error",
+        time: Date.now(),
+        error,
+        attempt: this.#createFailures,
+      });
+    }
+    if (this.#closed || this.#backoff !== undefined) return;
+    const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** (this.#createFailures - 1));
+    const delay = ceiling / 2 + Math.random() * ceiling / 2;
+    // Only waiters justify keeping the process alive; min upkeep alone does not.
+    this.#backoff = after(delay, () => {
+      this.#backoff = undefined;
+      this.#pump();
+    }, this.#waiters.size === 0);
+  }
+
+  /** Destroys a value whose create was abandoned; it never counted as a resource. */
+  #discard(value: T): void {
+    const info: ResourceInfo = { id: 0, createdAt: Date.now(), lastUsedAt: Date.now(), uses: 0 };
+    this.#track(
+      this.#runHook("destroy", this.#o.destroyTimeoutMs, () => this.#factory.destroy?.(value, info))
+        .catch(() => {}),
+    );
+  }
+
+  #validate(r: Resource<T>, forAcquire: boolean): void {
+    this.#move(r, "checking");
+    if (forAcquire) this.#validatingForAcquire++;
+    const controller = new AbortController();
+    const check = this.#runHook(
+      "validate",
+      this.#o.validateTimeoutMs,
+      () => this.#factory.validate!(r.value, controller.signal, r),
+      controller,
+    );
+    const settle = (ok: boolean, error?: unknown) => {
+      if (forAcquire) this.#validatingForAcquire--;
+      if (r.state !== "checking") return; // closed or evicted meanwhile
+      if (ok) {
+        r.returnedAt = this.#reaper.now();
+        this.#offer(r);
+      } else {
+        this.#validationFailures++;
+        if (this.#hub.active) {
+          this.#hub.emit({ type: "validate-fail", time: Date.now(), id: r.id, error });
+        }
+        void this.#destroy(r, "invalid", error);
+      }
+      this.#pump();
+    };
+    this.#track(check.then((ok) => settle(ok !== false), (error) => settle(false, error)));
+  }
+
+  /** A lease ended: reuse the resource, or destroy it. */
+  #release(r: Resource<T>, broken: boolean): Promise<void> {
+    if (r.state !== "active") return RESOLVED; // revoked by close
+    r.lease = undefined;
+    this.#released++;
+    const heldMs = this.#reaper.now() - r.acquiredAt;
+    if (this.#hub.active) {
+      this.#hub.emit({ type: "release", time: Date.now(), id: r.id, heldMs });
+      if (r.leakReported) this.#hub.emit({ type: "unleaked", time: Date.now(), id: r.id, heldMs });
+    }
+    r.stack = undefined;
+    let reason: DestroyReason | undefined;
+    if (broken) reason = "error";
+    else if (this.#closed) reason = "close";
+    else if (r.evicted) reason = "evicted";
+    else if (r.uses >= this.#o.maxUses) reason = "max-uses";
+    else if (r.expiresAt <= this.#reaper.now()) reason = "lifetime";
+    if (reason !== undefined) return this.#destroy(r, reason);
+    r.returnedAt = this.#reaper.now();
+    if (this.#factory.reset === undefined) {
+      this.#offer(r);
+      return RESOLVED;
+    }
+    this.#move(r, "checking");
+    const work = this.#runHook(
+      "reset",
+      this.#o.resetTimeoutMs,
+      () => this.#factory.reset!(r.value, r),
+    )
+      .then(
+        () => {
+          if (r.state === "checking") this.#offer(r);
+          this.#pump();
+        },
+        (error) => {
+          if (r.state === "checking") return this.#destroy(r, "error", error);
+        },
+      );
+    this.#track(work);
+    return work;
+  }
+
+  /** Takes `r` out of service and calls `factory.destroy`, bounded; never rejects. */
+  #destroy(r: Resource<T>, reason: DestroyReason, error?: unknown): Promise<void> {
+    if (r.state === "destroying" || r.state === "gone") return RESOLVED;
+    if (r.lease) {
+      r.lease[revoke]();
+      r.lease = undefined;
+    }
+    this.#move(r, "destroying");
+    this.#destroying++;
+    this.#destroyed++;
+    if (this.#hub.active) {
+      this.#hub.emit({ type: "destroy", time: Date.now(), id: r.id, reason, error });
+    }
+    const work = this.#runHook(
+      "destroy",
+      this.#o.destroyTimeoutMs,
+      () => this.#factory.destroy?.(r.value, r),
+    )
+      .catch(() => {}) // a failing destroy still frees the slot
+      .then(() => {
+        r.state = "gone";
+        this.#destroying--;
+        if (this.#closed) this.#checkDrained();
+        else this.#pump();
+        if (this.#footprint() === 0) this.#reaper.stop();
+      });
+    this.#track(work);
+    return work;
+  }
+
+  /**
+   * Calls a factory hook, bounding an async one by `timeoutMs` (aborting `controller` then).
+   * A sync hook costs no timer.
+   */
+  #runHook<R>(
+    name: string,
+    timeoutMs: number,
+    call: () => R | Promise<R>,
+    controller?: AbortController,
+  ): Promise<R> {
+    let result: R | Promise<R>;
+    try {
+      result = call();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (!isThenable(result) || timeoutMs === Infinity) return Promise.resolve(result);
+    const pending = result;
+    return new Promise<R>((resolve, reject) => {
+      const timer = after(timeoutMs, () => {
+        const error = new PoolError(`factory.${name}() took longer than ${timeoutMs} ms`);
+        controller?.abort(error);
+        reject(error);
+      });
+      pending.then(
+        (value) => {
+          cancelAfter(timer);
+          resolve(value);
+        },
+        (error) => {
+          cancelAfter(timer);
+          reject(error);
+        },
+      );
+    });
+  }
+
+  // ---------------------------------------------------------------- waiters
+
+  #expire(w: Waiter<T>): void {
+    if (w.list !== this.#waiters) return;
+    w.timer = undefined;
+    // The state is taken while the waiter still counts, as the caller saw the queue.
+    const cause = this.#createFailures > 0 ? this.#lastCreateError : undefined;
+    const error = new AcquireTimeoutError(w.timeoutMs, this.stats(), cause);
+    this.#settleWaiter(w);
+    this.#timedOut++;
+    const waitedMs = this.#reaper.now() - w.since;
+    if (this.#hub.active) this.#hub.emit({ type: "timeout", time: Date.now(), waitedMs });
+    w.reject(error);
+  }
+
+  #abandon(w: Waiter<T>): void {
+    if (w.list !== this.#waiters) return;
+    w.onAbort = undefined; // fired once; nothing to remove
+    this.#settleWaiter(w);
+    this.#aborted++;
+    const reason = w.signal!.reason;
+    if (this.#hub.active) {
+      const waitedMs = this.#reaper.now() - w.since;
+      this.#hub.emit({ type: "abort", time: Date.now(), waitedMs, reason });
+    }
+    w.reject(reason);
+  }
+
+  #checkReady(): void {
+    if (this.#readyWaiters.size === 0 || this.#live() < this.#o.min) return;
+    for (const d of [...this.#readyWaiters]) d.resolve();
+  }
+
+  // ---------------------------------------------------------------- reaper
+
+  /** One aging pass: lifetime, idle timeout, keepalive, leaks, min upkeep. */
+  #reap(): void {
+    if (this.#closed) return;
+    const now = this.#reaper.now();
+    let surplus = this.#live() - this.#o.min;
+    let keepalives = 0;
+    // Head first: the least recently returned resources age out first.
+    for (const r of this.#idle) {
+      if (r.expiresAt <= now) {
+        void this.#destroy(r, "lifetime");
+        surplus--;
+      } else if (surplus > 0 && now - r.returnedAt >= this.#o.idleTimeoutMs) {
+        void this.#destroy(r, "idle");
+        surplus--;
+      } else if (
+        this.#o.keepaliveMs > 0 && this.#factory.validate !== undefined &&
+        keepalives < KEEPALIVE_BATCH && now - r.returnedAt >= this.#o.keepaliveMs
+      ) {
+        keepalives++;
+        this.#validate(r, false);
+      }
+    }
+    if (this.#o.leakDetectionMs > 0 && this.#hub.active) {
+      for (const r of this.#active) {
+        const heldMs = now - r.acquiredAt;
+        if (!r.leakReported && heldMs >= this.#o.leakDetectionMs) {
+          r.leakReported = true;
+          this.#hub.emit({
+            type: "leak",
+            time: Date.now(),
+            id: r.id,
+            heldMs,
+            stack: r.stack ?? "",
+          });
+        }
+      }
+    }
+    this.#pump();
+    if (this.#footprint() === 0) this.#reaper.stop();
+  }
+
+  // ---------------------------------------------------------------- close
+
+  #checkDrained(): void {
+    if (this.#drained && this.#active.size === 0) this.#drained();
+  }
+
+  async #shutdown(timeoutMs: number): Promise<void> {
+    this.#closed = true;
+    this.#reaper.stop();
+    if (this.#backoff !== undefined) {
+      cancelAfter(this.#backoff);
+      this.#backoff = undefined;
+    }
+    let w: Waiter<T> | undefined;
+    while ((w = this.#waiters.head) !== undefined) {
+      this.#settleWaiter(w);
+      w.reject(new PoolClosedError("acquire", this.stats()));
+    }
+    for (const d of [...this.#readyWaiters]) {
+      d.reject(new PoolClosedError("get ready", this.stats()));
+    }
+    const closing = new PoolClosedError("create", this.stats());
+    for (const controller of this.#createControllers) controller.abort(closing);
+    for (const r of [...this.#idle]) void this.#destroy(r, "close");
+
+    if (this.#active.size > 0) {
+      let timer: TimerHandle | undefined;
+      await new Promise<void>((resolve) => {
+        this.#drained = resolve;
+        if (timeoutMs !== Infinity) timer = after(timeoutMs, resolve);
+      });
+      this.#drained = undefined;
+      if (timer !== undefined) cancelAfter(timer);
+      for (const r of [...this.#active]) void this.#destroy(r, "close");
+    }
+    // Creates, validations, resets and destroys still running end in destroys of their own.
+    while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight]);
+    this.#reaper.stop();
+    if (this.#hub.active) this.#hub.emit({ type: "close", time: Date.now() });
+    this.#ended = true;
+    this.#hub.endAll();
+  }
+}
