@@ -26,8 +26,10 @@ export class Resource<T> implements Node<Resource<T>>, ResourceInfo {
   uses = 0;
   /** Monotonic time after which the resource is retired (its jittered lifetime). */
   readonly expiresAt: number;
-  /** Monotonic time it was last returned, validated or created: the idle clock starts here. */
+  /** Monotonic time it was last returned by a user (or created): the idle timeout counts from here. */
   returnedAt: number;
+  /** Monotonic time it was last returned, validated or created: validation and keepalive count from here. */
+  checkedAt: number;
   /** Monotonic time of the current lease. */
   acquiredAt = 0;
   /** True while the resource came straight from idle (an acquire it serves is a hit). */
@@ -44,7 +46,7 @@ export class Resource<T> implements Node<Resource<T>>, ResourceInfo {
     this.id = id;
     this.value = value;
     this.createdAt = this.lastUsedAt = Date.now();
-    this.returnedAt = now;
+    this.returnedAt = this.checkedAt = now;
     this.expiresAt = expiresAt;
   }
 }

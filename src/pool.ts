@@ -171,7 +171,8 @@ export class Pool<T> implements AsyncDisposable {
   #createFailures = 0; // consecutive, reset by a successful create
   #lastCreateError: unknown = undefined;
   #backoff: TimerHandle | undefined = undefined;
-  readonly #createControllers = new Set<AbortController>();
+  /** Creates in flight, each with the function that abandons it (close does not wait for them). */
+  readonly #createsInFlight = new Map<AbortController, () => void>();
   readonly #inflight = new Set<Promise<unknown>>();
   readonly #readyWaiters = new Set<Deferred>();
   #drained: (() => void) | undefined = undefined;
@@ -534,7 +535,7 @@ export class Pool<T> implements AsyncDisposable {
 
   #needsValidation(r: Resource<T>): boolean {
     return this.#o.validateOnAcquire && this.#factory.validate !== undefined &&
-      this.#reaper.now() - r.returnedAt >= this.#o.validateBypassMs;
+      this.#reaper.now() - r.checkedAt >= this.#o.validateBypassMs;
   }
 
   /** Hands `r` out as a lease. */
@@ -606,13 +607,12 @@ export class Pool<T> implements AsyncDisposable {
     this.#creating++;
     const started = this.#reaper.now();
     const controller = new AbortController();
-    this.#createControllers.add(controller);
     let done = false;
     let timer: TimerHandle | undefined;
     const finish = (): boolean => {
       if (done) return false;
       done = true;
-      this.#createControllers.delete(controller);
+      this.#createsInFlight.delete(controller);
       if (timer !== undefined) cancelAfter(timer);
       this.#creating--;
       return true;
@@ -624,6 +624,10 @@ export class Pool<T> implements AsyncDisposable {
       pending = Promise.reject(error);
     }
     const work = new Promise<void>((settled) => {
+      this.#createsInFlight.set(controller, () => {
+        finish();
+        settled();
+      });
       if (this.#o.createTimeoutMs !== Infinity) {
         timer = after(this.#o.createTimeoutMs, () => {
           const error = new PoolError(
@@ -675,6 +679,7 @@ export class Pool<T> implements AsyncDisposable {
   }
 
   #createFailed(error: unknown): void {
+    if (this.#closed) return; // aborted by close(): not a failure of the factory
     this.#createErrors++;
     this.#createFailures++;
     this.#lastCreateError = error;
@@ -686,7 +691,7 @@ export class Pool<T> implements AsyncDisposable {
         attempt: this.#createFailures,
       });
     }
-    if (this.#closed || this.#backoff !== undefined) return;
+    if (this.#backoff !== undefined) return;
     const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** (this.#createFailures - 1));
     const delay = ceiling / 2 + Math.random() * ceiling / 2;
     // Only waiters justify keeping the process alive; min upkeep alone does not.
@@ -719,7 +724,7 @@ export class Pool<T> implements AsyncDisposable {
       if (forAcquire) this.#validatingForAcquire--;
       if (r.state !== "checking") return; // closed or evicted meanwhile
       if (ok) {
-        r.returnedAt = this.#reaper.now();
+        r.checkedAt = this.#reaper.now();
         this.#offer(r);
       } else {
         this.#validationFailures++;
@@ -751,7 +756,7 @@ export class Pool<T> implements AsyncDisposable {
     else if (r.uses >= this.#o.maxUses) reason = "max-uses";
     else if (r.expiresAt <= this.#reaper.now()) reason = "lifetime";
     if (reason !== undefined) return this.#destroy(r, reason);
-    r.returnedAt = this.#reaper.now();
+    r.returnedAt = r.checkedAt = this.#reaper.now();
     if (this.#factory.reset === undefined) {
       this.#offer(r);
       return RESOLVED;
@@ -779,8 +784,9 @@ export class Pool<T> implements AsyncDisposable {
   #destroy(r: Resource<T>, reason: DestroyReason, error?: unknown): Promise<void> {
     if (r.state === "destroying" || r.state === "gone") return RESOLVED;
     if (r.lease) {
-      r.lease[revoke]();
+      r.lease[revoke](); // close timed out on it: the lease ends here
       r.lease = undefined;
+      this.#released++;
     }
     this.#move(r, "destroying");
     this.#destroying++;
@@ -893,7 +899,7 @@ export class Pool<T> implements AsyncDisposable {
         surplus--;
       } else if (
         this.#o.keepaliveMs > 0 && this.#factory.validate !== undefined &&
-        keepalives < KEEPALIVE_BATCH && now - r.returnedAt >= this.#o.keepaliveMs
+        keepalives < KEEPALIVE_BATCH && now - r.checkedAt >= this.#o.keepaliveMs
       ) {
         keepalives++;
         this.#validate(r, false);
@@ -939,8 +945,12 @@ export class Pool<T> implements AsyncDisposable {
     for (const d of [...this.#readyWaiters]) {
       d.reject(new PoolClosedError("get ready", this.stats()));
     }
+    // Creates in flight are aborted and abandoned: a late result is destroyed when it comes.
     const closing = new PoolClosedError("create", this.stats());
-    for (const controller of this.#createControllers) controller.abort(closing);
+    for (const [controller, abandon] of [...this.#createsInFlight]) {
+      controller.abort(closing);
+      abandon();
+    }
     for (const r of [...this.#idle]) void this.#destroy(r, "close");
 
     if (this.#active.size > 0) {
