@@ -29,6 +29,7 @@ export function describeState(stats: PoolStats): string {
  * ```
  */
 export class PoolError extends Error {
+  /** Always `"PoolError"`, so the error can be told apart without `instanceof`. */
   override name = "PoolError";
   /** The pool's counters when the error was raised. */
   readonly stats: PoolStats | undefined;
@@ -57,6 +58,7 @@ export class PoolError extends Error {
  * ```
  */
 export class AcquireTimeoutError extends PoolError {
+  /** Always `"AcquireTimeoutError"`, so the error can be told apart without `instanceof`. */
   override name = "AcquireTimeoutError";
   /** The deadline that passed, in milliseconds. */
   readonly timeoutMs: number;
@@ -88,6 +90,7 @@ export class AcquireTimeoutError extends PoolError {
  * ```
  */
 export class PoolExhaustedError extends PoolError {
+  /** Always `"PoolExhaustedError"`, so the error can be told apart without `instanceof`. */
   override name = "PoolExhaustedError";
   /** The `maxWaiting` limit that was reached. */
   readonly maxWaiting: number;
@@ -117,6 +120,7 @@ export class PoolExhaustedError extends PoolError {
  * ```
  */
 export class PoolClosedError extends PoolError {
+  /** Always `"PoolClosedError"`, so the error can be told apart without `instanceof`. */
   override name = "PoolClosedError";
 
   /** Makes the error; `what` names the operation refused. */
