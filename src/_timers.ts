@@ -11,12 +11,13 @@ export type TimerHandle = unknown;
 
 interface Unrefable {
   unref(): unknown;
+  ref?(): unknown;
 }
 
 // Deno returns numeric timer ids and exposes unrefTimer(id) on its namespace object; reached
 // by feature detection so the core carries no Deno types.
 const denoNamespace = (globalThis as Record<string, unknown>)["Deno"] as
-  | { unrefTimer?: (id: number) => void }
+  | { unrefTimer?: (id: number) => void; refTimer?: (id: number) => void }
   | undefined;
 
 function unref(handle: TimerHandle): void {
@@ -24,6 +25,15 @@ function unref(handle: TimerHandle): void {
     (handle as Unrefable).unref();
   } else if (typeof handle === "number" && denoNamespace?.unrefTimer) {
     denoNamespace.unrefTimer(handle);
+  }
+}
+
+/** Makes an unref'd timer from {@linkcode after} keep the process alive again. */
+export function keepAlive(handle: TimerHandle): void {
+  if (typeof handle === "object" && handle !== null && "ref" in handle) {
+    (handle as Unrefable).ref?.();
+  } else if (typeof handle === "number" && denoNamespace?.refTimer) {
+    denoNamespace.refTimer(handle);
   }
 }
 
@@ -54,4 +64,17 @@ export function cancelEvery(handle: TimerHandle): void {
 /** Milliseconds on the monotonic clock. */
 export function monotonicNow(): number {
   return globalThis.performance.now();
+}
+
+/**
+ * Whether timers may be set here and now. Cloudflare Workers refuse them at global scope,
+ * where a pool may well be constructed; such a pool then starts its work on first use.
+ */
+export function timersAllowed(): boolean {
+  try {
+    cancelAfter(after(0, () => {}));
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -13,7 +13,8 @@
 
 import { List, type Node } from "./_queue.ts";
 import { Resource } from "./_resource.ts";
-import { after, cancelAfter, type TimerHandle } from "./_timers.ts";
+import { after, cancelAfter, keepAlive, type TimerHandle, timersAllowed } from "./_timers.ts";
+import { type Deadline, DeadlineList } from "./_deadlines.ts";
 import {
   AcquireTimeoutError,
   errorText,
@@ -22,7 +23,15 @@ import {
   PoolExhaustedError,
 } from "./errors.ts";
 import { type DestroyReason, EventHub, type EventsOptions, type PoolEvent } from "./events.ts";
+import {
+  type HealthThresholds,
+  type PoolHealth,
+  poolHealth,
+  type WatchOptions,
+  watchStats,
+} from "./health.ts";
 import { Lease, revoke } from "./lease.ts";
+import { type MapOptions, pooledMap } from "./map.ts";
 import {
   type Factory,
   type PoolOptions,
@@ -70,6 +79,8 @@ class Waiter<T> implements Node<Waiter<T>> {
   next: Waiter<T> | undefined = undefined;
   list: List<Waiter<T>> | undefined = undefined;
   timer: TimerHandle | undefined = undefined;
+  /** Wakes the pool when work this waiter depends on is due, should that work's own timer be lost. */
+  watchdog: TimerHandle | undefined = undefined;
   signal: AbortSignal | undefined = undefined;
   onAbort: (() => void) | undefined = undefined;
   readonly resolve: (lease: Lease<T>) => void;
@@ -171,6 +182,8 @@ export class Pool<T> implements AsyncDisposable {
   #createFailures = 0; // consecutive, reset by a successful create
   #lastCreateError: unknown = undefined;
   #backoff: TimerHandle | undefined = undefined;
+  #backoffUntil = 0; // enforced by #pump too, in case the timer was dropped
+  readonly #deadlines: Record<"create" | "validate" | "reset" | "destroy", DeadlineList>;
   /** Creates in flight, each with the function that abandons it (close does not wait for them). */
   readonly #createsInFlight = new Map<AbortController, () => void>();
   readonly #inflight = new Set<Promise<unknown>>();
@@ -193,7 +206,14 @@ export class Pool<T> implements AsyncDisposable {
     if (this.#o.idleTimeoutMs === 0) this.#o.idleTimeoutMs = Infinity;
     this.#hub = new EventHub(this.#o.onEvent);
     this.#reaper = new Reaper(this.#o.reapIntervalMs, () => this.#reap());
-    if (this.#o.min > 0) this.#pump();
+    this.#deadlines = {
+      create: new DeadlineList(this.#o.createTimeoutMs),
+      validate: new DeadlineList(this.#o.validateTimeoutMs),
+      reset: new DeadlineList(this.#o.resetTimeoutMs),
+      destroy: new DeadlineList(this.#o.destroyTimeoutMs),
+    };
+    // Warm up now where timers are allowed; otherwise (Workers, at global scope) on first use.
+    if (this.#o.min > 0 && timersAllowed()) this.#pump();
   }
 
   // ---------------------------------------------------------------- public API
@@ -255,7 +275,10 @@ export class Pool<T> implements AsyncDisposable {
         signal.addEventListener("abort", waiter.onAbort, { once: true });
       }
       if (resource) this.#validate(resource, true);
+      // A backoff armed for min upkeep alone is unref'd; a waiter now depends on it.
+      if (this.#backoff !== undefined) keepAlive(this.#backoff);
       this.#pump();
+      if (waiter.list === this.#waiters) this.#watch(waiter);
     });
   }
 
@@ -361,6 +384,7 @@ export class Pool<T> implements AsyncDisposable {
     if (this.#live() >= this.#o.min) return RESOLVED;
     const signal = options?.signal;
     if (signal?.aborted) return Promise.reject(signal.reason);
+    this.#pump(); // warm-up deferred by the constructor (no timers at global scope) starts here
     const timeoutMs = options?.timeoutMs ?? this.#o.acquireTimeoutMs;
     return new Promise<void>((resolve, reject) => {
       let timer: TimerHandle | undefined;
@@ -412,6 +436,80 @@ export class Pool<T> implements AsyncDisposable {
     const iterator = this.#hub.subscribe(options);
     if (this.#ended) void iterator.return?.();
     return iterator;
+  }
+
+  /**
+   * Maps `source` (any iterable or async iterable) through `fn`, each call with a leased
+   * resource, at most `min(concurrency, max)` at once, reading the source only as fast as the
+   * results are read. Results come in source order unless `ordered: false`. An error from `fn`
+   * ends the iteration with that error; `break` ends it quietly; the signal ends it with
+   * `signal.reason`: each way the `signal` given to `fn` aborts, every lease comes back before
+   * the iteration ends, and the source's `return()` is called.
+   *
+   * @example Fetch rows two at a time, in order
+   * ```ts
+   * import { Pool } from "@edgepool/pool";
+   * import assert from "node:assert/strict";
+   *
+   * await using pool = new Pool({ create: () => ({ query: async (id: number) => ({ id }) }) });
+   * const rows = [];
+   * for await (const row of pool.map([1, 2, 3], (db, id) => db.query(id), { concurrency: 2 })) {
+   *   rows.push(row.id);
+   * }
+   * assert.deepEqual(rows, [1, 2, 3]);
+   * assert.equal(pool.stats().active, 0);
+   * ```
+   */
+  map<I, R>(
+    source: Iterable<I> | AsyncIterable<I>,
+    fn: (value: T, item: I, signal: AbortSignal) => R | Promise<R>,
+    options?: MapOptions,
+  ): AsyncIterableIterator<R> {
+    return pooledMap(this, source, fn, options);
+  }
+
+  /**
+   * Stats snapshots every `intervalMs`, the first at once, until `break`, the signal, or the
+   * pool has closed. Its interval is unref'd and cleared when the iteration ends.
+   *
+   * @example
+   * ```ts
+   * import { Pool } from "@edgepool/pool";
+   * import assert from "node:assert/strict";
+   *
+   * await using pool = new Pool({ create: () => ({}) }, { min: 2 });
+   * await pool.ready();
+   * for await (const stats of pool.watch({ intervalMs: 5_000 })) {
+   *   assert.equal(stats.idle, 2);
+   *   break;
+   * }
+   * ```
+   */
+  watch(options: WatchOptions): AsyncIterableIterator<PoolStats> {
+    return watchStats(this, options);
+  }
+
+  /**
+   * A verdict on the pool now: `healthy`, `utilization`, wait times, hit rate and the
+   * `alerts` raised against `thresholds` (exhausted, high utilization, slow waits, low hit
+   * rate, create errors, validation failures).
+   *
+   * @example
+   * ```ts
+   * import { Pool } from "@edgepool/pool";
+   * import assert from "node:assert/strict";
+   *
+   * await using pool = new Pool({ create: () => ({}) }, { max: 1 });
+   * const lease = await pool.acquire();
+   * const health = pool.health();
+   * assert.equal(health.healthy, false);
+   * assert.equal(health.alerts[0].code, "high-utilization"); // 1 of max 1 in use
+   * await lease.release();
+   * assert.equal(pool.health().healthy, true);
+   * ```
+   */
+  health(thresholds?: HealthThresholds): PoolHealth {
+    return poolHealth(this.stats(), thresholds);
   }
 
   /**
@@ -561,6 +659,7 @@ export class Pool<T> implements AsyncDisposable {
   #settleWaiter(w: Waiter<T>): void {
     this.#waiters.remove(w);
     if (w.timer !== undefined) cancelAfter(w.timer);
+    if (w.watchdog !== undefined) cancelAfter(w.watchdog);
     if (w.onAbort) w.signal!.removeEventListener("abort", w.onAbort);
   }
 
@@ -582,18 +681,59 @@ export class Pool<T> implements AsyncDisposable {
   /** Serves waiters from idle, then starts the creates that demand and `min` call for. */
   #pump(): void {
     if (this.#closed) return;
+    this.#sweep();
     while (this.#waiters.size > this.#validatingForAcquire && this.#idle.size > 0) {
       const r = this.#takeIdle();
       if (r === undefined) break;
       if (this.#needsValidation(r)) this.#validate(r, true);
       else this.#offer(r);
     }
-    if (this.#backoff !== undefined) return;
+    if (this.#backoff !== undefined) {
+      if (this.#reaper.now() < this.#backoffUntil) return;
+      cancelAfter(this.#backoff); // overdue: its timer was dropped
+      this.#backoff = undefined;
+    }
     let need = Math.max(
       this.#waiters.size - this.#creating - this.#checking.size,
       this.#o.min - this.#live() - this.#creating,
     );
     while (need-- > 0 && this.#footprint() < this.#o.max) this.#create();
+  }
+
+  /**
+   * When a waiter queues behind the pool's own work (a create, a backoff, a validation, a
+   * reset) that is due before the waiter gives up, it arms a timer of its own for that moment.
+   * Where timers live as long as the process this is redundant; where they die with the
+   * request that set them (Workers), it is what gets the pool going again. Armed only while
+   * such work is pending, so the steady state costs nothing.
+   */
+  #watch(w: Waiter<T>): void {
+    const d = this.#deadlines;
+    let at = Math.min(
+      d.create.earliest,
+      d.validate.earliest,
+      d.reset.earliest,
+      d.destroy.earliest,
+    );
+    if (this.#backoff !== undefined && this.#backoffUntil < at) at = this.#backoffUntil;
+    if (at === Infinity) return;
+    const inMs = Math.max(0, at - this.#reaper.now()) + 1;
+    if (inMs >= w.timeoutMs) return; // the waiter gives up first
+    w.watchdog = after(inMs, () => {
+      w.watchdog = undefined;
+      this.#pump();
+    });
+  }
+
+  /** Enforces the deadlines of the pool's own work whose timers did not fire. */
+  #sweep(): void {
+    const d = this.#deadlines;
+    if (d.create.size + d.validate.size + d.reset.size + d.destroy.size === 0) return;
+    const now = this.#reaper.now();
+    d.create.sweep(now);
+    d.validate.sweep(now);
+    d.reset.sweep(now);
+    d.destroy.sweep(now);
   }
 
   #track(p: Promise<unknown>): void {
@@ -608,12 +748,12 @@ export class Pool<T> implements AsyncDisposable {
     const started = this.#reaper.now();
     const controller = new AbortController();
     let done = false;
-    let timer: TimerHandle | undefined;
+    let deadline: Deadline | undefined;
     const finish = (): boolean => {
       if (done) return false;
       done = true;
       this.#createsInFlight.delete(controller);
-      if (timer !== undefined) cancelAfter(timer);
+      this.#deadlines.create.disarm(deadline);
       this.#creating--;
       return true;
     };
@@ -628,16 +768,14 @@ export class Pool<T> implements AsyncDisposable {
         finish();
         settled();
       });
-      if (this.#o.createTimeoutMs !== Infinity) {
-        timer = after(this.#o.createTimeoutMs, () => {
-          const error = new PoolError(
-            `cannot create a resource: factory.create() took longer than ${this.#o.createTimeoutMs} ms`,
-          );
-          controller.abort(error);
-          if (finish()) this.#createFailed(error);
-          settled();
-        });
-      }
+      deadline = this.#deadlines.create.arm(started, () => {
+        const error = new PoolError(
+          `cannot create a resource: factory.create() took longer than ${this.#o.createTimeoutMs} ms`,
+        );
+        controller.abort(error);
+        if (finish()) this.#createFailed(error);
+        settled();
+      });
       pending.then(
         (value) => {
           if (value === undefined || value === null) {
@@ -694,6 +832,7 @@ export class Pool<T> implements AsyncDisposable {
     if (this.#backoff !== undefined) return;
     const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** (this.#createFailures - 1));
     const delay = ceiling / 2 + Math.random() * ceiling / 2;
+    this.#backoffUntil = this.#reaper.now() + delay;
     // Only waiters justify keeping the process alive; min upkeep alone does not.
     this.#backoff = after(delay, () => {
       this.#backoff = undefined;
@@ -816,7 +955,7 @@ export class Pool<T> implements AsyncDisposable {
    * A sync hook costs no timer.
    */
   #runHook<R>(
-    name: string,
+    name: "validate" | "reset" | "destroy",
     timeoutMs: number,
     call: () => R | Promise<R>,
     controller?: AbortController,
@@ -829,19 +968,20 @@ export class Pool<T> implements AsyncDisposable {
     }
     if (!isThenable(result) || timeoutMs === Infinity) return Promise.resolve(result);
     const pending = result;
+    const deadlines = this.#deadlines[name];
     return new Promise<R>((resolve, reject) => {
-      const timer = after(timeoutMs, () => {
+      const deadline = deadlines.arm(this.#reaper.now(), () => {
         const error = new PoolError(`factory.${name}() took longer than ${timeoutMs} ms`);
         controller?.abort(error);
         reject(error);
       });
       pending.then(
         (value) => {
-          cancelAfter(timer);
+          deadlines.disarm(deadline);
           resolve(value);
         },
         (error) => {
-          cancelAfter(timer);
+          deadlines.disarm(deadline);
           reject(error);
         },
       );

@@ -4,16 +4,17 @@
  * anything, and that is stopped when it holds nothing or closes.
  *
  * It also owns the pool's notion of time. Ages are measured on the monotonic clock, shifted by
- * a skew that absorbs leaps: when a tick finds that far more time passed than one interval
- * (a laptop slept, a serverless instance was frozen), only one interval is counted, so a leap
- * neither expires every resource at once nor yields negative durations.
+ * a skew that absorbs leaps: when the clock is read (by a tick, or by an acquire that runs
+ * before the tick) and far more time passed since the last reading than the running interval
+ * allows (a VM was paused, a serverless instance was frozen), only one interval is counted, so
+ * a leap neither expires every resource at once nor yields negative durations.
  *
  * @module
  */
 
 import { cancelEvery, every, monotonicNow, type TimerHandle } from "./_timers.ts";
 
-/** A leap is a tick that comes this much later than expected (or more). */
+/** A leap is a reading that comes this much later than the next tick was due (or more). */
 export function leapThresholdMs(intervalMs: number): number {
   return Math.max(60_000, 10 * intervalMs);
 }
@@ -31,6 +32,7 @@ export class Reaper {
   #timer: TimerHandle | undefined = undefined;
   #skew = 0;
   #lastRaw = 0;
+  #lastTick = 0;
 
   /** `tick` runs on every interval while started. */
   constructor(intervalMs: number, tick: () => void) {
@@ -38,9 +40,18 @@ export class Reaper {
     this.#tick = tick;
   }
 
-  /** The pool's clock: monotonic milliseconds with leaps taken out. */
+  /** The pool's clock: monotonic milliseconds with leaps taken out; it never runs backwards. */
   now(): number {
-    return monotonicNow() + this.#skew;
+    const raw = monotonicNow();
+    // Whoever reads the clock first after a leap absorbs it: were it left to the next tick,
+    // what ran before that tick would see the leap whole and the clock would then step back.
+    if (this.#timer !== undefined) {
+      this.#absorb(raw);
+      // Ticks long overdue mean the interval was dropped (Workers cancel a request's timers
+      // when it ends): start it again, in the request that is running now.
+      if (raw - this.#lastTick > 3 * this.#intervalMs) this.#restart(raw);
+    }
+    return raw + this.#skew;
   }
 
   /** True while the interval runs. */
@@ -52,6 +63,12 @@ export class Reaper {
   start(): void {
     if (this.#timer !== undefined) return;
     this.#lastRaw = monotonicNow();
+    this.#restart(this.#lastRaw);
+  }
+
+  #restart(raw: number): void {
+    if (this.#timer !== undefined) cancelEvery(this.#timer);
+    this.#lastTick = raw;
     this.#timer = every(this.#intervalMs, () => this.#run());
   }
 
@@ -64,6 +81,13 @@ export class Reaper {
 
   #run(): void {
     const raw = monotonicNow();
+    this.#absorb(raw);
+    this.#lastTick = raw;
+    this.#tick();
+  }
+
+  /** While the interval runs, readings are at most one interval apart, unless time leapt. */
+  #absorb(raw: number): void {
     const elapsed = raw - this.#lastRaw;
     this.#lastRaw = raw;
     if (elapsed < 0) {
@@ -71,6 +95,5 @@ export class Reaper {
     } else if (elapsed > this.#intervalMs + leapThresholdMs(this.#intervalMs)) {
       this.#skew -= elapsed - this.#intervalMs; // a leap counts as one interval
     }
-    this.#tick();
   }
 }

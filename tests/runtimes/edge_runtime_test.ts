@@ -59,7 +59,9 @@ describe("Vercel Edge Runtime (edge-runtime): edgepool in an edge function", () 
   it("keeps aging idle resources between requests (the reaper destroys the idle one)", async () => {
     await running().get("/aging/use");
     const answer = await running().get("/aging/check");
+    // Timers outlive requests here: the first resource ages out while /aging/check sleeps,
+    // and the one its use() creates ages out after it.
     assert.equal((answer.stats as Json).total, 0);
-    assert.equal((answer.stats as Json).destroyed, 1);
+    assert.equal((answer.stats as Json).destroyed, 2);
   });
 });

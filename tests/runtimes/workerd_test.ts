@@ -15,12 +15,6 @@ import { commonScenarios } from "./_common.ts";
 
 type Json = Record<string, unknown>;
 
-/**
- * Pool behaviours that fail on Workers today because the pool relies on a timer that outlives
- * the request that set it; reported with this evidence. Remove a `skip` once fixed.
- */
-const TIMER_BOUND_TO_REQUEST = "known issue on Workers (timer set in an ended request never fires)";
-
 describe("Cloudflare Workers (workerd): edgepool in a real Worker", () => {
   let server: Server | undefined;
   before(async () => {
@@ -49,31 +43,25 @@ describe("Cloudflare Workers (workerd): edgepool in a real Worker", () => {
     assert.match((second.error as Json).message as string, /request/);
   });
 
-  it("retries a failed create in a later request after the request that saw it ended", {
-    skip: TIMER_BOUND_TO_REQUEST,
-  }, async () => {
+  it("retries a failed create in a later request after the request that saw it ended", async () => {
     await running().get("/flaky/fail");
     const answer = await running().get("/flaky/retry");
     assert.deepEqual(answer.outcome, { id: 1 });
   });
 
-  it("does not lose a slot to a create whose request ended before it finished", {
-    skip: TIMER_BOUND_TO_REQUEST,
-  }, async () => {
+  it("does not lose a slot to a create whose request ended before it finished", async () => {
     await running().get("/slow/start");
     const answer = await running().get("/slow/later");
     assert.deepEqual(answer.outcome, { id: 1 });
   });
 
-  it("keeps aging idle resources in later requests", { skip: TIMER_BOUND_TO_REQUEST }, async () => {
+  it("keeps aging idle resources in later requests that use the pool", async () => {
     await running().get("/aging/use");
     const answer = await running().get("/aging/check");
     assert.equal((answer.stats as Json).total, 0);
   });
 
-  it("makes a min: 1 pool constructed at global scope ready on first use", {
-    skip: "known issue on Workers (min > 0 creates at construction, at global scope)",
-  }, async () => {
+  it("makes a min: 1 pool constructed at global scope ready on first use", async () => {
     const answer = await running().get("/warm");
     assert.equal(answer.ready, true);
   });

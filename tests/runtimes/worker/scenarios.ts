@@ -252,6 +252,11 @@ const scenarios: Record<string, Scenario> = {
 
   /** Later: waits for reaper ticks, then reports. */
   "/aging/check": async () => {
+    // The reaper's interval died with the request that started it. Using the pool more than
+    // three intervals after its last tick revives it, in this request, which then ages the
+    // idle resource out.
+    await sleep(100);
+    await aging.use(() => {});
     await sleep(250);
     return { stats: aging.stats() };
   },
