@@ -30,7 +30,21 @@ export { type AcquireOptions, type CloseOptions, Pool, type ReadyOptions } from 
 export { Lease } from "./src/lease.ts";
 export type { Factory, IdleOrder, PoolOptions, ResourceInfo } from "./src/options.ts";
 export type { PoolStats, WaitStats } from "./src/stats.ts";
-export type { DestroyReason, EventsOptions, PoolEvent, PoolEventType } from "./src/events.ts";
+export type {
+  DestroyReason,
+  EventsOptions,
+  PoolEvent,
+  PoolEventBase,
+  PoolEventType,
+} from "./src/events.ts";
+export type { MapOptions } from "./src/map.ts";
+export type {
+  HealthAlert,
+  HealthAlertCode,
+  HealthThresholds,
+  PoolHealth,
+  WatchOptions,
+} from "./src/health.ts";
 export {
   AcquireTimeoutError,
   PoolClosedError,

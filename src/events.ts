@@ -18,34 +18,56 @@ export type DestroyReason =
   | "error"
   | "close";
 
-interface Base {
+/** The fields every {@linkcode PoolEvent} has. */
+export interface PoolEventBase {
   /** `Date.now()` when it happened. */
   time: number;
   /** Events lost to this subscriber's buffer overflow just before this one. */
   dropped?: number;
 }
 
-/** Something that happened in a pool: a discriminated union on `type`. */
+/**
+ * Something that happened in a pool: a discriminated union on `type`. Durations (`tookMs`,
+ * `waitedMs`, `heldMs`) are in milliseconds; `id` names the resource.
+ *
+ * @example Log slow acquires and leaks
+ * ```ts
+ * import { Pool, type PoolEvent } from "@edgepool/pool";
+ *
+ * function log(event: PoolEvent): void {
+ *   switch (event.type) {
+ *     case "acquire":
+ *       if (event.waitedMs > 100) console.warn(`waited ${event.waitedMs} ms`);
+ *       break;
+ *     case "leak":
+ *       console.warn(`resource ${event.id} held ${event.heldMs} ms, acquired at`, event.stack);
+ *       break;
+ *   }
+ * }
+ * await using pool = new Pool({ create: () => ({}) }, { onEvent: log, leakDetectionMs: 60_000 });
+ * await pool.use(() => {});
+ * ```
+ */
 export type PoolEvent =
-  | Base & { type: "create"; id: number; tookMs: number }
-  | Base & { type: "create-error"; error: unknown; attempt: number }
-  | Base & { type: "acquire"; id: number; waitedMs: number; hit: boolean }
-  | Base & { type: "release"; id: number; heldMs: number }
-  | Base & { type: "destroy"; id: number; reason: DestroyReason; error?: unknown }
-  | Base & { type: "timeout"; waitedMs: number }
-  | Base & { type: "abort"; waitedMs: number; reason: unknown }
-  | Base & { type: "exhausted"; waiting: number }
-  | Base & { type: "validate-fail"; id: number; error?: unknown }
-  | Base & { type: "leak"; id: number; heldMs: number; stack: string }
-  | Base & { type: "unleaked"; id: number; heldMs: number }
-  | Base & { type: "close" };
+  | PoolEventBase & { type: "create"; id: number; tookMs: number }
+  | PoolEventBase & { type: "create-error"; error: unknown; attempt: number }
+  | PoolEventBase & { type: "acquire"; id: number; waitedMs: number; hit: boolean }
+  | PoolEventBase & { type: "release"; id: number; heldMs: number }
+  | PoolEventBase & { type: "destroy"; id: number; reason: DestroyReason; error?: unknown }
+  | PoolEventBase & { type: "timeout"; waitedMs: number }
+  | PoolEventBase & { type: "abort"; waitedMs: number; reason: unknown }
+  | PoolEventBase & { type: "exhausted"; waiting: number }
+  | PoolEventBase & { type: "validate-fail"; id: number; error?: unknown }
+  | PoolEventBase & { type: "leak"; id: number; heldMs: number; stack: string }
+  | PoolEventBase & { type: "unleaked"; id: number; heldMs: number }
+  | PoolEventBase & { type: "close" };
 
 /** The names of {@linkcode PoolEvent} types. */
 export type PoolEventType = PoolEvent["type"];
 
 /** Options of `pool.events()`. */
 export interface EventsOptions {
-  /** Ends the iteration when aborted. */
+  /** Ends the iteration when aborted, at once: events still buffered are discarded. */
   signal?: AbortSignal;
   /** Events buffered for this subscriber before the oldest are dropped. @default {1024} */
   bufferSize?: number;
@@ -59,10 +81,12 @@ class Subscriber implements AsyncIterableIterator<PoolEvent> {
   #head = 0;
   #size = 0;
   #dropped = 0;
-  #waiting: Settle | undefined;
+  // Reads waiting for an event, oldest first: a caller may call next() again before the
+  // previous call settled, and each call must get its own event.
+  #waiting: Settle[] = [];
   #done = false;
   #signal: AbortSignal | undefined;
-  #onAbort = () => this.end();
+  #onAbort = () => void this.return();
 
   constructor(hub: EventHub, bufferSize: number, signal: AbortSignal | undefined) {
     this.#hub = hub;
@@ -72,10 +96,8 @@ class Subscriber implements AsyncIterableIterator<PoolEvent> {
   }
 
   push(event: PoolEvent): void {
-    if (this.#waiting) {
-      const settle = this.#waiting;
-      this.#waiting = undefined;
-      settle({ value: this.#mark(event), done: false });
+    if (this.#waiting.length > 0) {
+      this.#waiting.shift()!({ value: this.#mark(event), done: false });
       return;
     }
     const cap = this.#buffer.length;
@@ -104,23 +126,25 @@ class Subscriber implements AsyncIterableIterator<PoolEvent> {
       return Promise.resolve({ value: this.#mark(event), done: false });
     }
     if (this.#done) return Promise.resolve({ value: undefined, done: true });
-    return new Promise((resolve) => (this.#waiting = resolve));
+    return new Promise((resolve) => this.#waiting.push(resolve));
   }
 
-  /** Stops delivery; buffered events are still read, then the iterator ends. */
+  /** Stops delivery; buffered events are still read, then the iterator ends (what close does). */
   end(): void {
     if (this.#done) return;
     this.#done = true;
     this.#hub.unsubscribe(this);
     this.#signal?.removeEventListener("abort", this.#onAbort);
-    const settle = this.#waiting;
-    this.#waiting = undefined;
-    settle?.({ value: undefined, done: true });
+    const waiting = this.#waiting;
+    this.#waiting = [];
+    for (const settle of waiting) settle({ value: undefined, done: true });
   }
 
+  /** Ends the iteration now: buffered events are discarded (what `break` and the signal do). */
   return(): Promise<IteratorResult<PoolEvent>> {
     this.end();
     this.#size = 0;
+    this.#dropped = 0;
     this.#buffer.fill(undefined);
     return Promise.resolve({ value: undefined, done: true });
   }
@@ -161,11 +185,26 @@ export class EventHub {
   }
 
   subscribe(options: EventsOptions = {}): AsyncIterableIterator<PoolEvent> {
-    const size = options.bufferSize ?? 1024;
-    if (!Number.isInteger(size) || size < 1) {
-      throw new RangeError(`bufferSize must be a whole number ≥ 1, received ${String(size)}`);
+    if (options === null || typeof options !== "object") {
+      throw new TypeError(`events() options must be an object, received ${String(options)}`);
     }
-    const subscriber = new Subscriber(this, size, options.signal);
+    const size = options.bufferSize ?? 1024;
+    if (typeof size !== "number") {
+      throw new TypeError(`events() options.bufferSize must be a number, received ${typeof size}`);
+    }
+    if (!Number.isInteger(size) || size < 1) {
+      throw new RangeError(
+        `events() options.bufferSize must be a whole number ≥ 1, received ${String(size)}`,
+      );
+    }
+    const signal = options.signal;
+    if (
+      signal !== undefined &&
+      (signal === null || typeof (signal as AbortSignal).addEventListener !== "function")
+    ) {
+      throw new TypeError("events() options.signal must be an AbortSignal");
+    }
+    const subscriber = new Subscriber(this, size, signal);
     if (options.signal?.aborted) subscriber.end();
     else this.#subscribers.add(subscriber);
     return subscriber;

@@ -175,6 +175,7 @@ export class Pool<T> implements AsyncDisposable {
   #aborted = 0;
   #exhaustedCount = 0;
   #createErrors = 0;
+  #validations = 0;
   #validationFailures = 0;
   #hits = 0;
   readonly #waits = new Histogram();
@@ -353,6 +354,7 @@ export class Pool<T> implements AsyncDisposable {
       aborted: this.#aborted,
       exhausted: this.#exhaustedCount,
       createErrors: this.#createErrors,
+      validations: this.#validations,
       validationFailures: this.#validationFailures,
       hitRate: served === 0 ? 1 : this.#hits / served,
       waitMs: this.#waits.summary(),
@@ -850,6 +852,7 @@ export class Pool<T> implements AsyncDisposable {
   }
 
   #validate(r: Resource<T>, forAcquire: boolean): void {
+    this.#validations++;
     this.#move(r, "checking");
     if (forAcquire) this.#validatingForAcquire++;
     const controller = new AbortController();

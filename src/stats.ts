@@ -57,6 +57,8 @@ export interface PoolStats {
   exhausted: number;
   /** Creates that threw, returned nothing or timed out. */
   createErrors: number;
+  /** Validations run (before reuse and on keepalive). */
+  validations: number;
   /** Validations that returned false, threw or timed out. */
   validationFailures: number;
   /** Acquires served by an already-idle resource, over all acquires served (1 when none yet). */
