@@ -4,7 +4,11 @@
  */
 import assert from "node:assert/strict";
 import * as FakeTimers from "@sinonjs/fake-timers";
-import { type Factory, Pool, type PoolOptions, type PoolStats } from "../mod.ts";
+import { spawn } from "node:child_process";
+import { join as joinPath, resolve as resolvePath } from "node:path";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+import { type Factory, Pool, type PoolEvent, type PoolOptions, type PoolStats } from "../mod.ts";
 
 /** A resource made by {@linkcode FakeFactory}. */
 export interface FakeResource {
@@ -113,7 +117,10 @@ export async function flush(rounds = 20): Promise<void> {
 export function assertInvariant(s: PoolStats): void {
   assert.equal(s.created - s.destroyed, s.idle + s.active + s.validating, "created − destroyed");
   assert.equal(s.total, s.idle + s.active + s.validating, "total");
-  assert.ok(s.total + s.creating + s.destroying <= s.max, `footprint above max: ${JSON.stringify(s)}`);
+  assert.ok(
+    s.total + s.creating + s.destroying <= s.max,
+    `footprint above max: ${JSON.stringify(s)}`,
+  );
 }
 
 /** Runs `fn` with a fresh pool over a fresh FakeFactory; always closes the pool. */
@@ -143,4 +150,214 @@ export function fakeTime(): FakeTimers.Clock & { uninstall(): void } {
     ],
     shouldClearNativeTimers: true,
   });
+}
+
+/** Runs `fn` with fake timers installed; always uninstalls them, even when `fn` throws. */
+export async function withFakeTime(
+  fn: (clock: ReturnType<typeof fakeTime>) => Promise<void>,
+): Promise<void> {
+  const clock = fakeTime();
+  try {
+    await fn(clock);
+  } finally {
+    clock.uninstall();
+  }
+}
+
+/**
+ * A real AbortSignal whose `addEventListener` / `removeEventListener` are instrumented, so a
+ * test can see how many listeners are still attached (`listeners()`).
+ */
+export function countingSignal(): {
+  controller: AbortController;
+  signal: AbortSignal;
+  listeners(): number;
+} {
+  const controller = new AbortController();
+  const signal = controller.signal;
+  const live = new Set<unknown>();
+  const wrappers = new Map<unknown, EventListener>();
+  const add = signal.addEventListener.bind(signal);
+  const remove = signal.removeEventListener.bind(signal);
+  signal.addEventListener = (
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ) => {
+    if (listener === null) return;
+    live.add(listener);
+    const once = typeof options === "object" && options.once === true;
+    // A `once` listener is gone after it ran: forget it then, too.
+    const tracked: EventListener = (event) => {
+      if (once) live.delete(listener);
+      if (typeof listener === "function") listener.call(signal, event);
+      else listener.handleEvent(event);
+    };
+    wrappers.set(listener, tracked);
+    add(type, tracked, options);
+  };
+  signal.removeEventListener = (
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | EventListenerOptions,
+  ) => {
+    if (listener === null) return;
+    live.delete(listener);
+    const tracked = wrappers.get(listener);
+    if (tracked) remove(type, tracked, options);
+  };
+  return { controller, signal, listeners: () => live.size };
+}
+
+/** A seeded pseudo-random generator in [0, 1) (mulberry32), so a failing run can be replayed. */
+export function seededRandom(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
+/** The events of one type, narrowed: `eventsOf(events, "destroy")`. */
+export function eventsOf<K extends PoolEvent["type"]>(
+  events: PoolEvent[],
+  type: K,
+): Extract<PoolEvent, { type: K }>[] {
+  return events.filter((e): e is Extract<PoolEvent, { type: K }> => e.type === type);
+}
+
+/** What {@linkcode withTimedPool} hands its callback. */
+export interface TimedPool {
+  pool: Pool<FakeResource>;
+  factory: FakeFactory;
+  clock: ReturnType<typeof fakeTime>;
+  /** Every event the pool emitted, in order (recorded through `onEvent`). */
+  events: PoolEvent[];
+}
+
+/**
+ * Runs `fn` under fake time with a pool over `factory` whose events are recorded. Always closes
+ * the pool, driving the fake clock meanwhile (close() bounds its waits with timers, which fake
+ * time does not run by itself), then uninstalls the timers.
+ */
+export async function withTimedPool(
+  options: PoolOptions,
+  fn: (t: TimedPool) => Promise<void>,
+  factory: FakeFactory = new FakeFactory(),
+): Promise<void> {
+  const clock = fakeTime();
+  const events: PoolEvent[] = [];
+  try {
+    const pool = new Pool(factory, { ...options, onEvent: (event) => events.push(event) });
+    try {
+      await fn({ pool, factory, clock, events });
+    } finally {
+      await closeUnderFakeTime(pool, clock);
+    }
+  } finally {
+    clock.uninstall();
+  }
+}
+
+/**
+ * Closes `pool` (with `timeoutMs: 0`) while fake timers are installed, driving the clock:
+ * close() bounds its waits with timers, which fake time does not run by itself, so a test that
+ * failed with a lease still out would otherwise hang instead of reporting its failure.
+ */
+export async function closeUnderFakeTime<T>(
+  pool: Pool<T>,
+  clock: ReturnType<typeof fakeTime>,
+): Promise<void> {
+  const closing = pool.close({ timeoutMs: 0 });
+  for (let i = 0; i < 100 && await isPending(closing); i++) await clock.tickAsync(1_000);
+  await closing;
+}
+
+/** A runtime the suite runs on, as a binary in `node_modules/.bin`. */
+export type Runtime = "deno" | "bun" | "node";
+
+/** How a script run by {@linkcode runScript} ended. */
+export interface ScriptRun {
+  /** The exit code; `null` when a signal ended it. */
+  code: number | null;
+  /** The signal that ended it, if any (`"SIGKILL"` after a timeout). */
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+  /** True when it had not exited within the timeout and was killed. */
+  timedOut: boolean;
+  /** Real milliseconds from spawn to exit. */
+  ms: number;
+}
+
+// Taken at load, before any test installs fake timers: a script's deadline is real time.
+const realSetTimeout = globalThis.setTimeout;
+const realClearTimeout = globalThis.clearTimeout;
+const realNow = Date.now;
+const ROOT_DIR = fileURLToPath(new URL("../", import.meta.url));
+const BIN_DIR = fileURLToPath(new URL("../node_modules/.bin/", import.meta.url));
+
+/**
+ * Runs a script with one runtime (`deno run -A`, `bun`, `node`), using the binaries in this
+ * repository's `node_modules/.bin` by absolute path, from the repository root. Variables a
+ * parent test runner set for its own workers are removed. A script still running after
+ * `timeoutMs` is killed with SIGKILL and reported as `timedOut`. Resolves however the script
+ * ends; rejects only when the runtime cannot be started.
+ */
+export function runScript(
+  runtime: Runtime,
+  file: string | URL,
+  timeoutMs: number,
+): Promise<ScriptRun> {
+  const path = file instanceof URL ? fileURLToPath(file) : resolvePath(ROOT_DIR, file);
+  const args = runtime === "deno" ? ["run", "-A", path] : [path];
+  const env: Record<string, string | undefined> = { ...process.env };
+  delete env.NODE_TEST_CONTEXT; // set by `node --test`: a node child would act as its worker
+  return new Promise((resolve, reject) => {
+    const started = realNow();
+    const child = spawn(joinPath(BIN_DIR, runtime), args, {
+      cwd: ROOT_DIR,
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    let timedOut = false;
+    child.stdout.setEncoding("utf8");
+    child.stderr.setEncoding("utf8");
+    child.stdout.on("data", (chunk: string) => (stdout += chunk));
+    child.stderr.on("data", (chunk: string) => (stderr += chunk));
+    const timer = realSetTimeout(() => {
+      timedOut = true;
+      child.kill("SIGKILL");
+    }, timeoutMs);
+    child.on("error", (error) => {
+      realClearTimeout(timer);
+      reject(error);
+    });
+    child.on("close", (code, signal) => {
+      realClearTimeout(timer);
+      resolve({ code, signal, stdout, stderr, timedOut, ms: realNow() - started });
+    });
+  });
+}
+
+/**
+ * {@linkcode withPool} for a test running under fake time: the pool is closed with
+ * {@linkcode closeUnderFakeTime}, so a test that fails halfway (a create or validation still
+ * waiting on a fake timer) reports its failure instead of hanging in close().
+ */
+export async function withClockPool(
+  clock: ReturnType<typeof fakeTime>,
+  options: PoolOptions,
+  fn: (pool: Pool<FakeResource>, factory: FakeFactory) => Promise<void>,
+  factory = new FakeFactory(),
+): Promise<void> {
+  const pool = new Pool(factory, options);
+  try {
+    await fn(pool, factory);
+  } finally {
+    await closeUnderFakeTime(pool, clock);
+  }
 }
