@@ -51,3 +51,4 @@ export {
   PoolError,
   PoolExhaustedError,
 } from "./src/errors.ts";
+export type { Budget, Permit } from "./src/budget.ts";

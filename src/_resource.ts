@@ -8,6 +8,7 @@
 import type { Node } from "./_queue.ts";
 import type { ResourceInfo } from "./options.ts";
 import type { Lease } from "./lease.ts";
+import type { Permit } from "./budget.ts";
 
 /** Where a resource is in its life. */
 export type ResourceState = "idle" | "active" | "checking" | "destroying" | "gone";
@@ -41,6 +42,8 @@ export class Resource<T> implements Node<Resource<T>>, ResourceInfo {
   /** The acquirer's stack, kept only with leak detection on. */
   stack: string | undefined = undefined;
   lease: Lease<T> | undefined = undefined;
+  /** The budget's permit this resource holds, given back once it is destroyed. */
+  permit: Permit | undefined = undefined;
 
   constructor(id: number, value: T, now: number, expiresAt: number) {
     this.id = id;

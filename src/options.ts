@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { Budget } from "./budget.ts";
 import type { PoolEvent } from "./events.ts";
 
 /**
@@ -102,11 +103,14 @@ export interface PoolOptions {
   closeTimeoutMs?: number;
   /** Called with every pool event; a throw from it is swallowed. */
   onEvent?: (event: PoolEvent) => void;
+  /** A cap shared with other pools (e.g. across processes): a permit per resource. */
+  budget?: Budget;
 }
 
 /** {@linkcode PoolOptions} with every default filled in. */
-export type ResolvedOptions = Required<Omit<PoolOptions, "onEvent">> & {
+export type ResolvedOptions = Required<Omit<PoolOptions, "onEvent" | "budget">> & {
   onEvent: ((event: PoolEvent) => void) | undefined;
+  budget: Budget | undefined;
 };
 
 /** The defaults of {@linkcode PoolOptions}, except `validateOnAcquire`, which follows the factory. */
@@ -194,7 +198,7 @@ export function validateFactory(factory: unknown): void {
   }
 }
 
-const KNOWN = new Set([...Object.keys(DEFAULTS), "validateOnAcquire", "onEvent"]);
+const KNOWN = new Set([...Object.keys(DEFAULTS), "validateOnAcquire", "onEvent", "budget"]);
 
 /** Fills in defaults and checks every option. */
 export function resolveOptions(
@@ -208,7 +212,13 @@ export function resolveOptions(
   for (const key of Object.keys(options)) {
     if (!KNOWN.has(key)) throw new TypeError(`unknown option ${JSON.stringify(key)}`);
   }
-  const o = { ...DEFAULTS, validateOnAcquire: hasValidate, onEvent: undefined, ...options };
+  const o = {
+    ...DEFAULTS,
+    validateOnAcquire: hasValidate,
+    onEvent: undefined,
+    budget: undefined,
+    ...options,
+  };
   // `undefined` means "use the default", as with a missing key.
   for (const key of Object.keys(DEFAULTS) as (keyof typeof DEFAULTS)[]) {
     if (o[key] === undefined) (o as Record<string, unknown>)[key] = DEFAULTS[key];
@@ -258,5 +268,13 @@ export function resolveOptions(
     );
   }
   requireFunction("onEvent", o.onEvent, true);
+  if (o.budget !== undefined) {
+    const b = o.budget as unknown as Record<string, unknown>;
+    if (b === null || typeof b !== "object") {
+      throw new TypeError(`budget must be an object, received ${show(o.budget)}`);
+    }
+    requireFunction("budget.tryAcquire", b.tryAcquire, false);
+    requireFunction("budget.onAvailable", b.onAvailable, false);
+  }
   return o as ResolvedOptions;
 }

@@ -42,6 +42,7 @@ import {
   validateFactory,
 } from "./options.ts";
 import { Reaper, retireAt } from "./reaper.ts";
+import type { Permit } from "./budget.ts";
 import { Histogram, type PoolStats } from "./stats.ts";
 
 /** Options of {@linkcode Pool.acquire} and {@linkcode Pool.use}. */
@@ -73,6 +74,8 @@ const BACKOFF_CAP_MS = 5_000;
 const KEEPALIVE_BATCH = 4;
 
 const RESOLVED: Promise<void> = Promise.resolve();
+// Thrown inside a create when the budget had no permit: not an error of the factory.
+const BUDGET_FULL: unique symbol = Symbol("budget full");
 
 class Waiter<T> implements Node<Waiter<T>> {
   prev: Waiter<T> | undefined = undefined;
@@ -184,6 +187,8 @@ export class Pool<T> implements AsyncDisposable {
   #lastCreateError: unknown = undefined;
   #backoff: TimerHandle | undefined = undefined;
   #backoffUntil = 0; // enforced by #pump too, in case the timer was dropped
+  /** Set while the shared budget is full: stops creates until it says a permit freed. */
+  #budgetWait: (() => void) | undefined = undefined;
   readonly #deadlines: Record<"create" | "validate" | "reset" | "destroy", DeadlineList>;
   /** Creates in flight, each with the function that abandons it (close does not wait for them). */
   readonly #createsInFlight = new Map<AbortController, () => void>();
@@ -690,6 +695,7 @@ export class Pool<T> implements AsyncDisposable {
       if (this.#needsValidation(r)) this.#validate(r, true);
       else this.#offer(r);
     }
+    if (this.#budgetWait !== undefined) return;
     if (this.#backoff !== undefined) {
       if (this.#reaper.now() < this.#backoffUntil) return;
       cancelAfter(this.#backoff); // overdue: its timer was dropped
@@ -759,12 +765,36 @@ export class Pool<T> implements AsyncDisposable {
       this.#creating--;
       return true;
     };
+    let permit: Permit | undefined;
+    let resource: Resource<T> | undefined;
+    let lost = false;
+    const budget = this.#o.budget;
     let pending: Promise<T>;
-    try {
-      pending = Promise.resolve(this.#factory.create(controller.signal));
-    } catch (error) {
-      pending = Promise.reject(error);
+    if (budget === undefined) {
+      try {
+        pending = Promise.resolve(this.#factory.create(controller.signal));
+      } catch (error) {
+        pending = Promise.reject(error);
+      }
+    } else {
+      // The budget revoked the permit: the resource retires (idle now, leased on release).
+      const onLost = () => {
+        lost = true;
+        if (resource === undefined) return;
+        resource.evicted = true;
+        if (resource.state === "idle") void this.#destroy(resource, "evicted");
+      };
+      pending = budget.tryAcquire(controller.signal, onLost).then((granted) => {
+        if (granted === undefined) throw BUDGET_FULL;
+        permit = granted;
+        return this.#factory.create(controller.signal);
+      });
     }
+    const giveBack = () => {
+      const p = permit;
+      permit = undefined;
+      if (p !== undefined) this.#returnPermit(p);
+    };
     const work = new Promise<void>((settled) => {
       this.#createsInFlight.set(controller, () => {
         finish();
@@ -781,6 +811,7 @@ export class Pool<T> implements AsyncDisposable {
       pending.then(
         (value) => {
           if (value === undefined || value === null) {
+            giveBack();
             if (finish()) {
               this.#createFailed(
                 new TypeError(`factory.create() returned ${value}; it must return a resource`),
@@ -796,6 +827,9 @@ export class Pool<T> implements AsyncDisposable {
               now,
               retireAt(now, this.#o.maxLifetimeMs, this.#o.lifetimeJitter),
             );
+            r.permit = permit;
+            r.evicted = lost;
+            resource = r;
             this.#move(r, "checking"); // counted live before it is offered
             if (this.#hub.active) {
               this.#hub.emit({ type: "create", time: Date.now(), id: r.id, tookMs: now - started });
@@ -805,12 +839,15 @@ export class Pool<T> implements AsyncDisposable {
             this.#checkReady();
             this.#pump();
           } else {
-            this.#discard(value); // arrived after its timeout
+            this.#discard(value, giveBack); // arrived after its timeout
           }
           settled();
         },
         (error) => {
-          if (finish()) this.#createFailed(error);
+          giveBack();
+          if (error === BUDGET_FULL) {
+            if (finish()) this.#waitForBudget();
+          } else if (finish()) this.#createFailed(error);
           settled();
         },
       );
@@ -843,12 +880,43 @@ export class Pool<T> implements AsyncDisposable {
   }
 
   /** Destroys a value whose create was abandoned; it never counted as a resource. */
-  #discard(value: T): void {
+  #discard(value: T, then: () => void): void {
     const info: ResourceInfo = { id: 0, createdAt: Date.now(), lastUsedAt: Date.now(), uses: 0 };
     this.#track(
       this.#runHook("destroy", this.#o.destroyTimeoutMs, () => this.#factory.destroy?.(value, info))
-        .catch(() => {}),
+        .catch(() => {})
+        .then(then),
     );
+  }
+
+  /** Gives a budget permit back; a failing release is the budget's to recover (its expiry). */
+  #returnPermit(permit: Permit): void {
+    try {
+      const released = permit.release();
+      if (isThenable(released)) this.#track(Promise.resolve(released).catch(() => {}));
+    } catch {
+      // ignored: see above
+    }
+  }
+
+  /** The shared budget is full: no creates until it says a permit may have freed. */
+  #waitForBudget(): void {
+    if (this.#budgetWait !== undefined || this.#closed) return;
+    let stop: (() => void) | undefined;
+    const resume = () => {
+      if (this.#budgetWait !== resume) return;
+      this.#budgetWait = undefined;
+      stop?.();
+      this.#pump();
+    };
+    this.#budgetWait = resume;
+    try {
+      stop = this.#o.budget!.onAvailable(resume);
+    } catch (error) {
+      this.#budgetWait = undefined;
+      this.#createFailed(error);
+    }
+    if (this.#budgetWait !== resume) stop?.(); // it fired at once
   }
 
   #validate(r: Resource<T>, forAcquire: boolean): void {
@@ -943,6 +1011,10 @@ export class Pool<T> implements AsyncDisposable {
     )
       .catch(() => {}) // a failing destroy still frees the slot
       .then(() => {
+        if (r.permit !== undefined) {
+          this.#returnPermit(r.permit);
+          r.permit = undefined;
+        }
         r.state = "gone";
         this.#destroying--;
         if (this.#closed) this.#checkDrained();
@@ -997,7 +1069,11 @@ export class Pool<T> implements AsyncDisposable {
     if (w.list !== this.#waiters) return;
     w.timer = undefined;
     // The state is taken while the waiter still counts, as the caller saw the queue.
-    const cause = this.#createFailures > 0 ? this.#lastCreateError : undefined;
+    const cause = this.#createFailures > 0
+      ? this.#lastCreateError
+      : this.#budgetWait !== undefined
+      ? new PoolError("the shared budget had no free permit")
+      : undefined;
     const error = new AcquireTimeoutError(w.timeoutMs, this.stats(), cause);
     this.#settleWaiter(w);
     this.#timedOut++;
@@ -1075,6 +1151,7 @@ export class Pool<T> implements AsyncDisposable {
 
   async #shutdown(timeoutMs: number): Promise<void> {
     this.#closed = true;
+    this.#budgetWait?.(); // unsubscribes; #pump does nothing once closed
     this.#reaper.stop();
     if (this.#backoff !== undefined) {
       cancelAfter(this.#backoff);
