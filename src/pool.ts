@@ -211,7 +211,11 @@ export class Pool<T> implements AsyncDisposable {
     if (this.#o.maxLifetimeMs === 0) this.#o.maxLifetimeMs = Infinity;
     if (this.#o.idleTimeoutMs === 0) this.#o.idleTimeoutMs = Infinity;
     this.#hub = new EventHub(this.#o.onEvent);
-    this.#reaper = new Reaper(this.#o.reapIntervalMs, () => this.#reap());
+    // After a leap (a frozen instance, a paused VM) idle resources may have died unseen: the
+    // leap is not counted as age, but each is validated before its next use.
+    this.#reaper = new Reaper(this.#o.reapIntervalMs, () => this.#reap(), () => {
+      for (const r of this.#idle) r.checkedAt = -Infinity;
+    });
     this.#deadlines = {
       create: new DeadlineList(this.#o.createTimeoutMs),
       validate: new DeadlineList(this.#o.validateTimeoutMs),

@@ -34,10 +34,13 @@ export class Reaper {
   #lastRaw = 0;
   #lastTick = 0;
 
-  /** `tick` runs on every interval while started. */
-  constructor(intervalMs: number, tick: () => void) {
+  #onLeap: () => void;
+
+  /** `tick` runs on every interval while started; `onLeap` when a leap was absorbed. */
+  constructor(intervalMs: number, tick: () => void, onLeap: () => void = () => {}) {
     this.#intervalMs = intervalMs;
     this.#tick = tick;
+    this.#onLeap = onLeap;
   }
 
   /** The pool's clock: monotonic milliseconds with leaps taken out; it never runs backwards. */
@@ -94,6 +97,7 @@ export class Reaper {
       this.#skew -= elapsed; // the clock went back: stand still instead
     } else if (elapsed > this.#intervalMs + leapThresholdMs(this.#intervalMs)) {
       this.#skew -= elapsed - this.#intervalMs; // a leap counts as one interval
+      this.#onLeap();
     }
   }
 }

@@ -423,6 +423,26 @@ describe("clock jumps", () => {
     });
   });
 
+  it("Pool validates every idle resource before its next use after a leap", async () => {
+    // The leap is not counted as age, but connections idle through a frozen instance may have
+    // died unseen: each is checked before reuse, even within validateBypassMs.
+    await withTimedPool({ max: 3, validateBypassMs: 60_000 }, async ({ pool, clock, factory }) => {
+      await releaseAll(await leaseMany(pool, 3));
+      const before = factory.validated.length;
+      await releaseAll(await leaseMany(pool, 3));
+      assert.equal(factory.validated.length, before, "within the bypass window: no validation");
+      clock.jump(LEAP_MS);
+      await flush();
+      factory.created[0].broken = true; // died during the freeze
+      const leases = await leaseMany(pool, 3);
+      assert.equal(factory.validated.length, before + 3, "all 3 checked; the dead one replaced");
+      assert.equal(pool.stats().validationFailures, 1);
+      assert.ok(leases.every((l) => !l.value.broken), "no dead resource handed out");
+      assert.equal(factory.created.length, 4);
+      await releaseAll(leases);
+    });
+  });
+
   it("Pool ages resources on the monotonic clock when the wall clock is set back", async () => {
     await withTimedPool(
       { max: 4, idleTimeoutMs: 10_000, maxLifetimeMs: 60_000, lifetimeJitter: 0 },
