@@ -23,7 +23,8 @@ export class Resource<T> implements Node<Resource<T>>, ResourceInfo {
   readonly id: number;
   readonly value: T;
   readonly createdAt: number;
-  lastUsedAt: number;
+  /** Monotonic time of creation: with `createdAt`, turns monotonic times into wall-clock ones. */
+  readonly bornAt: number;
   uses = 0;
   /** Monotonic time after which the resource is retired (its jittered lifetime). */
   readonly expiresAt: number;
@@ -39,8 +40,9 @@ export class Resource<T> implements Node<Resource<T>>, ResourceInfo {
   evicted = false;
   /** The leak event was emitted for the current lease. */
   leakReported = false;
-  /** The acquirer's stack, kept only with leak detection on. */
-  stack: string | undefined = undefined;
+  /** Where the current lease was acquired, kept only with leak detection on; its stack is read
+   * (the costly part) only if a leak is reported. */
+  origin: Error | undefined = undefined;
   lease: Lease<T> | undefined = undefined;
   /** The budget's permit this resource holds, given back once it is destroyed. */
   permit: Permit | undefined = undefined;
@@ -48,8 +50,15 @@ export class Resource<T> implements Node<Resource<T>>, ResourceInfo {
   constructor(id: number, value: T, now: number, expiresAt: number) {
     this.id = id;
     this.value = value;
-    this.createdAt = this.lastUsedAt = Date.now();
-    this.returnedAt = this.checkedAt = now;
+    this.createdAt = Date.now();
+    this.bornAt = this.returnedAt = this.checkedAt = now;
     this.expiresAt = expiresAt;
+  }
+
+  /** When it was last handed out, in `Date.now()` milliseconds (derived: no clock read per lease). */
+  get lastUsedAt(): number {
+    return this.uses === 0
+      ? this.createdAt
+      : Math.round(this.createdAt + this.acquiredAt - this.bornAt);
   }
 }

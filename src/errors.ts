@@ -2,7 +2,9 @@
  * The errors a pool rejects with. Callers catch these by class or by their literal `name`;
  * each carries a `stats` snapshot of the pool at the moment it failed and, where one exists,
  * the underlying error as `cause`. Messages say what failed and the pool's state, and never
- * contain a resource's value (so never a credential).
+ * contain a resource's value nor the text of an error the pool did not make (a driver's message
+ * may hold a connection string or a password): such an error is only named by its kind, and is
+ * reachable as `cause`.
  *
  * @module
  */
@@ -43,7 +45,8 @@ export class PoolError extends Error {
 
 /**
  * An acquire waited longer than its deadline. When creating resources was failing, `cause` is
- * the last create error, so a down database shows up as the reason, not as a bare timeout.
+ * the last create error, so a down database shows up as the reason, not as a bare timeout; the
+ * message names its kind (e.g. `PostgresError 28P01`), never its text.
  *
  * @example
  * ```ts
@@ -129,8 +132,21 @@ export class PoolClosedError extends PoolError {
   }
 }
 
-/** A short, single-line description of an unknown thrown value. */
+// An error `code` short and plain enough to be an identifier (`ECONNREFUSED`, `28P01`).
+const CODE = /^[\w.:-]{1,40}$/;
+
+/**
+ * What kind of value was thrown, for a message: an error's name plus its `code` when that is
+ * an identifier (`PostgresError 28P01`), else the value's type. Never its text: only the
+ * factory knows whether that holds a secret, so the error itself stays reachable as `cause`.
+ */
 export function errorText(error: unknown): string {
-  if (error instanceof Error) return `${error.name}: ${error.message}`;
-  return String(error);
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    const shown = typeof code === "number" || (typeof code === "string" && CODE.test(code));
+    return shown ? `${error.name} ${code}` : String(error.name);
+  }
+  const type = typeof error;
+  if (error === null || type === "undefined") return String(error);
+  return `${type === "object" ? "an" : "a"} ${type}`;
 }

@@ -46,8 +46,25 @@ export class Lease<T> implements AsyncDisposable {
     this.#giveBack = giveBack;
   }
 
+  // A member borrowed onto another object (`Lease.prototype.release.call(x)`) fails with a
+  // TypeError that names it, before touching anything.
+  static #check(lease: unknown, what: string): void {
+    if (typeof lease === "object" && lease !== null && #done in lease) return;
+    const received = lease === null
+      ? "null"
+      : typeof lease === "object"
+      ? "an object"
+      : typeof lease === "function"
+      ? "a function"
+      : typeof lease === "string"
+      ? JSON.stringify(lease)
+      : String(lease);
+    throw new TypeError(`Lease.${what} needs a lease from pool.acquire(), received ${received}`);
+  }
+
   /** The resource. Reading it after the lease ended throws a {@linkcode PoolError}. */
   get value(): T {
+    Lease.#check(this, "value");
     if (this.#done) {
       throw new PoolError(
         `cannot read lease.value: the lease on resource ${this.#resource.id} has ended`,
@@ -58,16 +75,21 @@ export class Lease<T> implements AsyncDisposable {
 
   /** Facts about the resource: id, creation time, last use, uses. */
   get info(): ResourceInfo {
-    return this.#resource;
+    Lease.#check(this, "info");
+    // A copy: the record itself links into the pool's lists and to the resource's next lease.
+    const r = this.#resource;
+    return { id: r.id, createdAt: r.createdAt, lastUsedAt: r.lastUsedAt, uses: r.uses };
   }
 
   /** True once the lease was released, destroyed, or revoked by a closing pool. */
   get released(): boolean {
+    Lease.#check(this, "released");
     return this.#done;
   }
 
   /** Gives the resource back for reuse; resolves once the pool took it back. Never rejects. */
   release(): Promise<void> {
+    Lease.#check(this, "release()");
     if (this.#done) return RESOLVED;
     this.#done = true;
     return this.#giveBack(this.#resource, false);
@@ -75,6 +97,7 @@ export class Lease<T> implements AsyncDisposable {
 
   /** Gives the resource back to be destroyed, not reused (e.g. after it errored). Never rejects. */
   destroy(): Promise<void> {
+    Lease.#check(this, "destroy()");
     if (this.#done) return RESOLVED;
     this.#done = true;
     return this.#giveBack(this.#resource, true);
@@ -82,6 +105,7 @@ export class Lease<T> implements AsyncDisposable {
 
   /** Same as {@linkcode Lease.release}: what `await using` calls. */
   [Symbol.asyncDispose](): Promise<void> {
+    Lease.#check(this, "[Symbol.asyncDispose]()");
     return this.release();
   }
 

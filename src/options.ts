@@ -42,6 +42,12 @@ export interface Factory<T> {
   validate?(value: T, signal: AbortSignal, info: ResourceInfo): boolean | Promise<boolean>;
   /** Cleans a released resource before reuse (roll back, reset session state); a throw destroys it. */
   reset?(value: T, info: ResourceInfo): void | Promise<void>;
+  /**
+   * A cheap, synchronous liveness check made every time an idle resource is handed out, even
+   * within `validateBypassMs` (e.g. "has the driver seen this connection close?"). `false`
+   * destroys the resource and the acquire goes on with another one.
+   */
+  isAlive?(value: T): boolean;
   /** Says whether an error thrown by `pool.use()`'s callback broke the resource (it is then destroyed). */
   isBroken?(value: T, error: unknown): boolean;
 }
@@ -193,7 +199,7 @@ export function validateFactory(factory: unknown): void {
   }
   const f = factory as Record<string, unknown>;
   requireFunction("factory.create", f.create, false);
-  for (const hook of ["destroy", "validate", "reset", "isBroken"]) {
+  for (const hook of ["destroy", "validate", "reset", "isAlive", "isBroken"]) {
     requireFunction(`factory.${hook}`, f[hook], true);
   }
 }

@@ -90,19 +90,19 @@ class Waiter<T> implements Node<Waiter<T>> {
   readonly reject: (error: unknown) => void;
   readonly since: number;
   readonly timeoutMs: number;
-  readonly stack: string | undefined;
+  readonly origin: Error | undefined;
   constructor(
     resolve: (lease: Lease<T>) => void,
     reject: (error: unknown) => void,
     since: number,
     timeoutMs: number,
-    stack: string | undefined,
+    origin: Error | undefined,
   ) {
     this.resolve = resolve;
     this.reject = reject;
     this.since = since;
     this.timeoutMs = timeoutMs;
-    this.stack = stack;
+    this.origin = origin;
   }
 }
 
@@ -190,6 +190,8 @@ export class Pool<T> implements AsyncDisposable {
   /** Set while the shared budget is full: stops creates until it says a permit freed. */
   #budgetWait: (() => void) | undefined = undefined;
   readonly #deadlines: Record<"create" | "validate" | "reset" | "destroy", DeadlineList>;
+  /** Returns are timed exactly only when validateBypassMs will measure from them. */
+  readonly #exactReturns: boolean;
   /** Creates in flight, each with the function that abandons it (close does not wait for them). */
   readonly #createsInFlight = new Map<AbortController, () => void>();
   readonly #inflight = new Set<Promise<unknown>>();
@@ -222,6 +224,7 @@ export class Pool<T> implements AsyncDisposable {
       reset: new DeadlineList(this.#o.resetTimeoutMs),
       destroy: new DeadlineList(this.#o.destroyTimeoutMs),
     };
+    this.#exactReturns = this.#o.validateOnAcquire && factory.validate !== undefined;
     // Warm up now where timers are allowed; otherwise (Workers, at global scope) on first use.
     if (this.#o.min > 0 && timersAllowed()) this.#pump();
   }
@@ -258,13 +261,16 @@ export class Pool<T> implements AsyncDisposable {
       }
       return Promise.reject(signal.reason);
     }
-    // Captured here, while the caller is still on the stack, and only when someone will read it.
-    const stack = this.#o.leakDetectionMs > 0 ? new Error("acquired here").stack : undefined;
+    // Captured here, while the caller is still on the stack, and only when someone will read it;
+    // formatting its stack is the costly part, left until a leak is reported.
+    const origin = this.#o.leakDetectionMs > 0 && this.#hub.active
+      ? new Error("acquired here")
+      : undefined;
 
     let resource: Resource<T> | undefined;
     if (this.#waiters.size === 0 && (resource = this.#takeIdle()) !== undefined) {
       if (!this.#needsValidation(resource)) {
-        return Promise.resolve(this.#lend(resource, 0, true, stack));
+        return Promise.resolve(this.#lend(resource, 0, true, origin, this.#leaseClock()));
       }
     } else if (this.#waiters.size >= this.#o.maxWaiting && this.#footprint() >= this.#o.max) {
       this.#exhaustedCount++;
@@ -276,7 +282,7 @@ export class Pool<T> implements AsyncDisposable {
 
     const timeoutMs = options?.timeoutMs ?? this.#o.acquireTimeoutMs;
     return new Promise<Lease<T>>((resolve, reject) => {
-      const waiter = new Waiter<T>(resolve, reject, this.#reaper.now(), timeoutMs, stack);
+      const waiter = new Waiter<T>(resolve, reject, this.#reaper.now(), timeoutMs, origin);
       this.#waiters.push(waiter);
       if (timeoutMs !== Infinity) waiter.timer = after(timeoutMs, () => this.#expire(waiter));
       if (signal) {
@@ -409,6 +415,8 @@ export class Pool<T> implements AsyncDisposable {
       };
       const deferred: Deferred = { resolve: () => settle(), reject: settle };
       this.#readyWaiters.add(deferred);
+      // A backoff armed for min upkeep alone is unref'd; a caller now waits on it.
+      if (this.#backoff !== undefined) keepAlive(this.#backoff);
       signal?.addEventListener("abort", onAbort, { once: true });
       if (timeoutMs !== Infinity) {
         timer = after(timeoutMs, () => {
@@ -543,25 +551,13 @@ export class Pool<T> implements AsyncDisposable {
       throw new TypeError(`evict() takes a predicate function, received ${typeof predicate}`);
     }
     const matches = (r: Resource<T>) => predicate === undefined || predicate(r.value, r) === true;
-    let count = 0;
-    const destroys: Promise<void>[] = [];
-    for (const r of [...this.#idle]) {
-      if (matches(r)) {
-        count++;
-        destroys.push(this.#destroy(r, "evicted"));
-      }
-    }
-    for (const list of [this.#active, this.#checking]) {
-      for (const r of list) {
-        if (!r.evicted && matches(r)) {
-          r.evicted = true;
-          count++;
-        }
-      }
-    }
-    await Promise.all(destroys);
+    // Choose first, then act: a predicate that throws halfway evicts nothing.
+    const idle = [...this.#idle].filter(matches);
+    const busy = [...this.#active, ...this.#checking].filter((r) => !r.evicted && matches(r));
+    for (const r of busy) r.evicted = true;
+    await Promise.all(idle.map((r) => this.#destroy(r, "evicted")));
     this.#pump();
-    return count;
+    return idle.length + busy.length;
   }
 
   /**
@@ -628,12 +624,26 @@ export class Pool<T> implements AsyncDisposable {
     return this.#live() + this.#creating + this.#destroying;
   }
 
+  /**
+   * Whether `r` is past its lifetime. The coarse clock lags the real one by at most an
+   * interval, so only a resource in the last interval of its life costs a real clock read.
+   */
+  #expired(r: Resource<T>): boolean {
+    if (r.expiresAt > this.#reaper.coarse() + this.#o.reapIntervalMs) return false;
+    return r.expiresAt <= this.#reaper.now();
+  }
+
   #takeIdle(): Resource<T> | undefined {
-    const now = this.#reaper.now();
     let r: Resource<T> | undefined;
     while ((r = this.#o.idleOrder === "lifo" ? this.#idle.tail : this.#idle.head) !== undefined) {
-      if (r.expiresAt <= now) {
+      if (this.#expired(r)) {
         void this.#destroy(r, "lifetime");
+        continue;
+      }
+      if (this.#factory.isAlive !== undefined && !this.#isAlive(r)) {
+        this.#validationFailures++;
+        if (this.#hub.active) this.#hub.emit({ type: "validate-fail", time: Date.now(), id: r.id });
+        void this.#destroy(r, "invalid");
         continue;
       }
       r.fromIdle = true;
@@ -642,20 +652,41 @@ export class Pool<T> implements AsyncDisposable {
     return undefined;
   }
 
+  #isAlive(r: Resource<T>): boolean {
+    try {
+      return this.#factory.isAlive!(r.value) !== false;
+    } catch {
+      return false; // a check that throws cannot vouch for the resource
+    }
+  }
+
   #needsValidation(r: Resource<T>): boolean {
     return this.#o.validateOnAcquire && this.#factory.validate !== undefined &&
       this.#reaper.now() - r.checkedAt >= this.#o.validateBypassMs;
   }
 
-  /** Hands `r` out as a lease. */
-  #lend(r: Resource<T>, waitedMs: number, hit: boolean, stack: string | undefined): Lease<T> {
+  /**
+   * The time a lease starts: exact when someone will see how long it was held, coarse
+   * otherwise (it then only ages leases for leak detection, in seconds).
+   */
+  #leaseClock(): number {
+    return this.#hub.active ? this.#reaper.now() : this.#reaper.coarse();
+  }
+
+  /** Hands `r` out as a lease that starts at `now`. */
+  #lend(
+    r: Resource<T>,
+    waitedMs: number,
+    hit: boolean,
+    origin: Error | undefined,
+    now: number,
+  ): Lease<T> {
     this.#move(r, "active");
     r.uses++;
-    r.lastUsedAt = Date.now();
-    r.acquiredAt = this.#reaper.now();
+    r.acquiredAt = now;
     r.fromIdle = false;
     r.leakReported = false;
-    r.stack = stack;
+    r.origin = origin;
     this.#acquired++;
     if (hit) this.#hits++;
     this.#waits.record(waitedMs);
@@ -678,11 +709,12 @@ export class Pool<T> implements AsyncDisposable {
   #offer(r: Resource<T>): void {
     if (this.#closed) return void this.#destroy(r, "close");
     if (r.evicted) return void this.#destroy(r, "evicted");
-    if (r.expiresAt <= this.#reaper.now()) return void this.#destroy(r, "lifetime");
+    if (this.#expired(r)) return void this.#destroy(r, "lifetime");
     const w = this.#waiters.head;
     if (w) {
       this.#settleWaiter(w);
-      w.resolve(this.#lend(r, this.#reaper.now() - w.since, r.fromIdle, w.stack));
+      const now = this.#reaper.now();
+      w.resolve(this.#lend(r, now - w.since, r.fromIdle, w.origin, now));
     } else {
       r.fromIdle = false;
       this.#move(r, "idle");
@@ -767,6 +799,7 @@ export class Pool<T> implements AsyncDisposable {
       this.#createsInFlight.delete(controller);
       this.#deadlines.create.disarm(deadline);
       this.#creating--;
+      if (this.#closed) this.#checkDrained();
       return true;
     };
     let permit: Permit | undefined;
@@ -876,11 +909,12 @@ export class Pool<T> implements AsyncDisposable {
     const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** (this.#createFailures - 1));
     const delay = ceiling / 2 + Math.random() * ceiling / 2;
     this.#backoffUntil = this.#reaper.now() + delay;
-    // Only waiters justify keeping the process alive; min upkeep alone does not.
+    // Only waiters (of acquire() or ready()) justify keeping the process alive; min upkeep
+    // alone does not.
     this.#backoff = after(delay, () => {
       this.#backoff = undefined;
       this.#pump();
-    }, this.#waiters.size === 0);
+    }, this.#waiters.size === 0 && this.#readyWaiters.size === 0);
   }
 
   /** Destroys a value whose create was abandoned; it never counted as a resource. */
@@ -957,20 +991,22 @@ export class Pool<T> implements AsyncDisposable {
     if (r.state !== "active") return RESOLVED; // revoked by close
     r.lease = undefined;
     this.#released++;
-    const heldMs = this.#reaper.now() - r.acquiredAt;
+    // Exact when it is observable: events, or validateBypassMs counting from the return.
+    const now = this.#hub.active || this.#exactReturns ? this.#reaper.now() : this.#reaper.coarse();
     if (this.#hub.active) {
+      const heldMs = Math.max(0, now - r.acquiredAt);
       this.#hub.emit({ type: "release", time: Date.now(), id: r.id, heldMs });
       if (r.leakReported) this.#hub.emit({ type: "unleaked", time: Date.now(), id: r.id, heldMs });
     }
-    r.stack = undefined;
+    r.origin = undefined;
     let reason: DestroyReason | undefined;
     if (broken) reason = "error";
     else if (this.#closed) reason = "close";
     else if (r.evicted) reason = "evicted";
     else if (r.uses >= this.#o.maxUses) reason = "max-uses";
-    else if (r.expiresAt <= this.#reaper.now()) reason = "lifetime";
+    else if (this.#expired(r)) reason = "lifetime";
     if (reason !== undefined) return this.#destroy(r, reason);
-    r.returnedAt = r.checkedAt = this.#reaper.now();
+    r.returnedAt = r.checkedAt = now;
     if (this.#factory.reset === undefined) {
       this.#offer(r);
       return RESOLVED;
@@ -1112,8 +1148,10 @@ export class Pool<T> implements AsyncDisposable {
     const now = this.#reaper.now();
     let surplus = this.#live() - this.#o.min;
     let keepalives = 0;
-    // Head first: the least recently returned resources age out first.
-    for (const r of this.#idle) {
+    // Head first: the least recently returned resources age out first. Plain loops, not the
+    // lists' iterators: a generator per tick costs several times the pass itself.
+    for (let r = this.#idle.head, next: Resource<T> | undefined; r !== undefined; r = next) {
+      next = r.next;
       if (r.expiresAt <= now) {
         void this.#destroy(r, "lifetime");
         surplus--;
@@ -1129,7 +1167,7 @@ export class Pool<T> implements AsyncDisposable {
       }
     }
     if (this.#o.leakDetectionMs > 0 && this.#hub.active) {
-      for (const r of this.#active) {
+      for (let r = this.#active.head; r !== undefined; r = r.next) {
         const heldMs = now - r.acquiredAt;
         if (!r.leakReported && heldMs >= this.#o.leakDetectionMs) {
           r.leakReported = true;
@@ -1138,7 +1176,7 @@ export class Pool<T> implements AsyncDisposable {
             time: Date.now(),
             id: r.id,
             heldMs,
-            stack: r.stack ?? "",
+            stack: r.origin?.stack ?? "",
           });
         }
       }
@@ -1149,8 +1187,9 @@ export class Pool<T> implements AsyncDisposable {
 
   // ---------------------------------------------------------------- close
 
+  /** While closing: resolves the wait once no lease is out and no create is in flight. */
   #checkDrained(): void {
-    if (this.#drained && this.#active.size === 0) this.#drained();
+    if (this.#drained && this.#active.size === 0 && this.#creating === 0) this.#drained();
   }
 
   async #shutdown(timeoutMs: number): Promise<void> {
@@ -1169,22 +1208,24 @@ export class Pool<T> implements AsyncDisposable {
     for (const d of [...this.#readyWaiters]) {
       d.reject(new PoolClosedError("get ready", this.stats()));
     }
-    // Creates in flight are aborted and abandoned: a late result is destroyed when it comes.
+    // Creates in flight are told to stop; close waits for them as for leases, up to timeoutMs:
+    // a connection still being made must not outlive close(). One that arrives is destroyed.
     const closing = new PoolClosedError("create", this.stats());
-    for (const [controller, abandon] of [...this.#createsInFlight]) {
-      controller.abort(closing);
-      abandon();
-    }
+    for (const controller of [...this.#createsInFlight.keys()]) controller.abort(closing);
     for (const r of [...this.#idle]) void this.#destroy(r, "close");
 
-    if (this.#active.size > 0) {
+    if (this.#active.size > 0 || this.#creating > 0) {
       let timer: TimerHandle | undefined;
       await new Promise<void>((resolve) => {
         this.#drained = resolve;
         if (timeoutMs !== Infinity) timer = after(timeoutMs, resolve);
+        this.#checkDrained();
       });
       this.#drained = undefined;
       if (timer !== undefined) cancelAfter(timer);
+      // Past the deadline: abandon what is still being made (a late result is destroyed when it
+      // comes) and take back what is still leased.
+      for (const abandon of [...this.#createsInFlight.values()]) abandon();
       for (const r of [...this.#active]) void this.#destroy(r, "close");
     }
     // Creates, validations, resets and destroys still running end in destroys of their own.

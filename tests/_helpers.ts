@@ -152,15 +152,27 @@ export function fakeTime(): FakeTimers.Clock & { uninstall(): void } {
   });
 }
 
+let clockInUse: ReturnType<typeof fakeTime> | undefined;
+
 /** Runs `fn` with fake timers installed; always uninstalls them, even when `fn` throws. */
 export async function withFakeTime(
   fn: (clock: ReturnType<typeof fakeTime>) => Promise<void>,
 ): Promise<void> {
+  // A test the runner gave up on while its body still awaited (a hang) never reached its
+  // `finally`: uninstall its clock, so that one failure does not fail every later test.
+  if (clockInUse !== undefined) {
+    clockInUse.uninstall();
+    clockInUse = undefined;
+  }
   const clock = fakeTime();
+  clockInUse = clock;
   try {
     await fn(clock);
   } finally {
-    clock.uninstall();
+    if (clockInUse === clock) {
+      clockInUse = undefined;
+      clock.uninstall();
+    }
   }
 }
 
@@ -360,4 +372,9 @@ export async function withClockPool(
   } finally {
     await closeUnderFakeTime(pool, clock);
   }
+}
+
+/** Makes an Error in this module: a control for probes that watch `new Error()` elsewhere. */
+export function makeError(): Error {
+  return new Error("probe");
 }

@@ -486,6 +486,7 @@ describe("prometheusText()", () => {
         aborted: 0,
         exhausted: 0,
         createErrors: 0,
+        validations: 0,
         validationFailures: 0,
         hitRate: 1,
         waitMs: { avg: 0, p50: 0, p99: 0, max: -Infinity },

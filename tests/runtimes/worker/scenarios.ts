@@ -61,8 +61,16 @@ atLoad.shared = shared.stats();
 /** max 1, for a hand-off between two concurrent requests. */
 const handoff = new Pool(factory(), { max: 1 });
 
-/** Ages fast: its reaper should destroy an idle resource within a later request. */
-const aging = new Pool(factory(), { reapIntervalMs: 20, idleTimeoutMs: 40 });
+/**
+ * Ages fast: its reaper should destroy an idle resource within a later request. Its factory
+ * validates, as database factories do: a validating acquire reads the clock, which is what
+ * notices the interval died with an earlier request.
+ */
+const aging = new Pool({ ...factory(), validate: (conn: Conn) => !conn.closed }, {
+  reapIntervalMs: 20,
+  idleTimeoutMs: 40,
+  validateBypassMs: 50,
+});
 
 /** Its first create fails; the retry after the backoff must happen in a later request. */
 let flakyFailures = 1;

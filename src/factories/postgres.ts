@@ -1,0 +1,440 @@
+/**
+ * A {@linkcode Factory} of PostgreSQL connections made with
+ * [postgres.js](https://github.com/porsager/postgres). Each pooled resource is one dedicated
+ * connection: a postgres.js client with `max: 1` and its own idle timeout and lifetime turned
+ * off, so the pool alone decides when a connection lives and dies.
+ *
+ * The driver is passed in (`import postgres from "postgres"`), so edgepool never depends on it.
+ * Errors that leave the factory never contain the password: driver errors that mention it (or a
+ * URL with userinfo) are replaced by a redacted copy that keeps `code` and `severity`.
+ *
+ * @example A pool of postgres.js connections
+ * ```ts
+ * import postgres from "postgres";
+ * import { Pool } from "@edgepool/pool";
+ * import { postgresFactory } from "@edgepool/pool/postgres";
+ *
+ * const factory = postgresFactory(postgres, "postgres://app:secret@127.0.0.1:5432/app", {
+ *   reset: "rollback",
+ *   connectTimeoutMs: 5_000,
+ * });
+ * await using pool = new Pool(factory, { max: 10, validateTimeoutMs: 2_000 });
+ * // const rows = await pool.use((sql) => sql`select now()`);
+ * ```
+ *
+ * @module
+ */
+
+import type { Factory, ResourceInfo } from "../options.ts";
+
+export type { Factory, ResourceInfo };
+
+/** What the factory needs of a postgres.js client (`postgres.Sql`). */
+export interface PostgresClient {
+  /** Runs a query given as text (the simple protocol when there are no parameters). */
+  unsafe(query: string): PromiseLike<unknown>;
+  /** Closes the connection, waiting up to `timeout` seconds for running queries. */
+  end(options?: { timeout?: number }): Promise<void>;
+}
+
+/** How a pooled session is cleaned on release. */
+export type PostgresResetMode = "rollback" | "discard" | "none";
+
+/** Options of {@linkcode postgresFactory}. */
+export interface PostgresFactoryOptions<S> {
+  /** The cheap query `validate()` runs. @default {"select 1"} */
+  validateQuery?: string;
+  /**
+   * How a released connection is cleaned: `"rollback"` ends a transaction left open (postgres.js
+   * does not expose the transaction status, so it always sends `ROLLBACK`; outside a transaction
+   * that is a harmless warning); `"discard"` also resets session state (settings, temp tables,
+   * advisory locks, LISTEN, cursors, plans) like `DISCARD ALL`, but keeps the prepared
+   * statements postgres.js caches; `"none"` sends nothing (for PgBouncer in transaction mode
+   * with autocommit only).
+   * @default {"rollback"}
+   */
+  reset?: PostgresResetMode;
+  /** SQL run on release instead of the `reset` mode's statements. */
+  resetQuery?: string;
+  /** How long connecting may take (postgres.js `connect_timeout`). @default {10_000} */
+  connectTimeoutMs?: number;
+  /** How long `destroy()` lets running queries finish before closing the socket. @default {1_000} */
+  endTimeoutMs?: number;
+  /**
+   * Called when a connection closes while the pool still holds it (killed backend, server
+   * restart, network error). Wire it to `pool.evict((c) => c === client)` to replace the
+   * connection at once instead of at its next validation.
+   */
+  onDisconnect?: (client: S) => void;
+}
+
+/** The postgres.js default export, or a driver with the same call signature. */
+export type PostgresDriver<S extends PostgresClient, O> = (url: string, options?: O) => S;
+
+const CONNECTION_CODES = new Set([
+  "CONNECTION_CLOSED",
+  "CONNECTION_DESTROYED",
+  "CONNECTION_ENDED",
+  "CONNECT_TIMEOUT",
+  "ECONNRESET",
+  "ECONNREFUSED",
+  "ECONNABORTED",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENETDOWN",
+  "57P01", // admin_shutdown: pg_terminate_backend, fast shutdown
+  "57P02", // crash_shutdown
+  "57P03", // cannot_connect_now
+  "25P03", // idle_in_transaction_session_timeout (the session is closed)
+  "57P05", // idle_session_timeout
+]);
+
+/**
+ * Whether `error` means the connection is gone (not merely that a query failed): postgres.js
+ * connection codes, socket errors, SQLSTATE class 08, shutdown codes, and any FATAL error.
+ *
+ * @example
+ * ```ts
+ * import { isConnectionError } from "@edgepool/pool/postgres";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(isConnectionError(Object.assign(new Error("x"), { code: "57P01" })), true);
+ * assert.equal(isConnectionError(Object.assign(new Error("x"), { code: "23505" })), false);
+ * ```
+ */
+export function isConnectionError(error: unknown): boolean {
+  if (error === null || typeof error !== "object") return false;
+  const { code, severity } = error as { code?: unknown; severity?: unknown };
+  if (severity === "FATAL" || severity === "PANIC") return true;
+  if (typeof code !== "string") return false;
+  return CONNECTION_CODES.has(code) || code.startsWith("08");
+}
+
+// ------------------------------------------------------------------------- redaction
+
+const USERINFO = /([a-z][a-z0-9+.-]*:\/\/[^\s:@/]*):[^\s@/]*@/gi;
+const SAFE_FIELDS = [
+  "code",
+  "errno",
+  "severity",
+  "severity_local",
+  "routine",
+  "detail",
+  "hint",
+  "address",
+  "port",
+  "syscall",
+] as const;
+
+/** The password's spellings in a URL or options, as they may appear in a message. */
+function secretsOf(connection: unknown): string[] {
+  const found = new Set<string>();
+  const add = (s: unknown) => {
+    if (typeof s === "string" && s.length >= 3) found.add(s);
+  };
+  if (typeof connection === "string") {
+    const userinfo = /^[a-z][a-z0-9+.-]*:\/\/([^@/?#]*)@/i.exec(connection)?.[1];
+    const colon = userinfo?.indexOf(":") ?? -1;
+    if (userinfo && colon >= 0) {
+      const raw = userinfo.slice(colon + 1);
+      add(raw);
+      try {
+        add(decodeURIComponent(raw));
+      } catch { /* malformed escape: the raw spelling suffices */ }
+    }
+  } else if (connection !== null && typeof connection === "object") {
+    const o = connection as { password?: unknown; pass?: unknown };
+    add(o.password);
+    add(o.pass);
+  }
+  for (const s of [...found]) add(encodeURIComponent(s));
+  return [...found];
+}
+
+function redactText(text: string, secrets: string[]): string {
+  let out = text.replace(USERINFO, "$1:***@");
+  for (const s of secrets) out = out.split(s).join("***");
+  return out;
+}
+
+function isDirty(error: object, secrets: string[], depth = 0): boolean {
+  for (const key of Object.getOwnPropertyNames(error)) {
+    let value: unknown;
+    try {
+      value = (error as Record<string, unknown>)[key];
+    } catch {
+      continue;
+    }
+    if (typeof value === "string") {
+      USERINFO.lastIndex = 0;
+      if (USERINFO.test(value) || secrets.some((s) => value.includes(s))) return true;
+    } else if (key === "cause" && value !== null && typeof value === "object" && depth < 3) {
+      if (isDirty(value, secrets, depth + 1)) return true;
+    }
+  }
+  return false;
+}
+
+/**
+ * `error` itself when it does not contain a secret, else a redacted copy: same name, message
+ * and safe fields with secrets replaced by `***`, and no `cause`.
+ */
+function sanitize(error: unknown, secrets: string[]): unknown {
+  if (error === null || typeof error !== "object") {
+    return typeof error === "string" ? redactText(error, secrets) : error;
+  }
+  if (!isDirty(error, secrets)) return error;
+  const e = error as Record<string, unknown>;
+  const copy = new Error(redactText(String(e.message ?? ""), secrets)) as
+    & Error
+    & Record<string, unknown>;
+  copy.name = typeof e.name === "string" ? e.name : "Error";
+  for (const key of SAFE_FIELDS) {
+    const value = e[key];
+    if (value !== undefined) {
+      copy[key] = typeof value === "string" ? redactText(value, secrets) : value;
+    }
+  }
+  if (typeof e.stack === "string") copy.stack = redactText(e.stack, secrets);
+  return copy;
+}
+
+// ------------------------------------------------------------------------- the factory
+
+interface State {
+  /** The connection closed (or was found hung): never reuse the client. */
+  dead: boolean;
+  /** We are ending it: its close is expected. */
+  ending: boolean;
+}
+
+const noop = () => {};
+
+function raceSignal<R>(work: PromiseLike<R>, signal: AbortSignal): Promise<R> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<R>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    work.then(
+      (value) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(value);
+      },
+      (error) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
+function checkDuration(what: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number") {
+    throw new TypeError(`${what} must be a number, received ${typeof value}`);
+  }
+  if (!(value >= 0) || value === Infinity) {
+    throw new RangeError(`${what} must be a finite duration ≥ 0 ms, received ${value}`);
+  }
+  return value;
+}
+
+const RESET_SQL: Record<PostgresResetMode, string | undefined> = {
+  rollback: "rollback",
+  // DISCARD ALL minus DEALLOCATE ALL (postgres.js caches its prepared statements per connection).
+  // DISCARD ALL itself cannot run in the implicit transaction of a multi-statement query.
+  discard: "rollback; close all; set session authorization default; reset all; unlisten *; " +
+    "select pg_advisory_unlock_all(); discard plans; discard temp; discard sequences",
+  none: undefined,
+};
+
+/**
+ * Makes a factory of dedicated postgres.js connections for a {@linkcode Pool}.
+ *
+ * `connection` is a URL or a postgres.js options object; the pool-related client options are
+ * overridden (`max: 1`, `idle_timeout: 0`, `max_lifetime: null`), and notices are dropped
+ * unless `onnotice` is given. Pass `prepare: false` in it for PgBouncer in transaction mode.
+ *
+ * - `create(signal)` connects and runs `select 1`, so a wrong password or a down server fails
+ *   the create; aborting `signal` closes the half-made connection.
+ * - `validate` runs `validateQuery`, and fails at once for a connection known to be closed.
+ * - `reset` applies the `reset` mode; it throws for a closed connection, which destroys it.
+ * - `destroy` ends the client, waiting at most `endTimeoutMs` for running queries.
+ * - `isAlive` is false once the driver saw the connection close, so the pool never hands out a
+ *   connection known to be dead, even one returned within `validateBypassMs`.
+ * - `isBroken` is true for connection-level errors ({@linkcode isConnectionError}).
+ *
+ * A client whose connection closed is ended at once, so its next query rejects with
+ * `CONNECTION_ENDED` instead of reconnecting silently with a fresh session.
+ *
+ * Do not call `sql.end()`, `sql.listen()` or `sql.subscribe()` on a pooled client: the first
+ * breaks it for the next user, the others open extra connections outside the pool.
+ *
+ * A postgres.js quirk: with `fetch_types` on (its default, needed to parse arrays), a client
+ * fetches the server's array types right after connecting and awaits nothing of it, so a
+ * connection that dies in that short window rejects a promise nobody handles (an
+ * `unhandledRejection`, fatal on Node by default). The factory therefore ends an aborted
+ * create gracefully (within `endTimeoutMs`) rather than at once.
+ *
+ * @example Run a transaction on a pooled connection
+ * ```ts ignore
+ * import postgres from "postgres";
+ * import { Pool } from "@edgepool/pool";
+ * import { postgresFactory } from "@edgepool/pool/postgres";
+ *
+ * const pool = new Pool(
+ *   postgresFactory(postgres, Deno.env.get("DATABASE_URL")!, {
+ *     onDisconnect: (client) => void pool.evict((c) => c === client),
+ *   }),
+ *   { min: 2, max: 10 },
+ * );
+ * const [user] = await pool.use((sql) =>
+ *   sql.begin((tx) => tx`insert into users (name) values (${"ada"}) returning id`)
+ * );
+ * await pool.close();
+ * ```
+ */
+export function postgresFactory<S extends PostgresClient, O extends object>(
+  postgres: PostgresDriver<S, O>,
+  connection: string | O,
+  options: PostgresFactoryOptions<S> = {},
+): Factory<S> {
+  if (typeof postgres !== "function") {
+    throw new TypeError(
+      `postgres must be the postgres.js default export (a function), received ${typeof postgres}`,
+    );
+  }
+  if (typeof connection !== "string" && (connection === null || typeof connection !== "object")) {
+    throw new TypeError("connection must be a URL string or a postgres.js options object");
+  }
+  if (options === null || typeof options !== "object") {
+    throw new TypeError("options must be an object");
+  }
+  const validateQuery = options.validateQuery ?? "select 1";
+  if (typeof validateQuery !== "string" || validateQuery.trim() === "") {
+    throw new TypeError("validateQuery must be a non-empty string");
+  }
+  const mode = options.reset ?? "rollback";
+  if (!(mode in RESET_SQL)) {
+    throw new TypeError(`reset must be "rollback", "discard" or "none", received ${String(mode)}`);
+  }
+  if (options.resetQuery !== undefined && typeof options.resetQuery !== "string") {
+    throw new TypeError("resetQuery must be a string");
+  }
+  if (options.resetQuery !== undefined && options.reset !== undefined) {
+    throw new TypeError("give either reset or resetQuery, not both");
+  }
+  const resetSql = options.resetQuery ?? RESET_SQL[mode];
+  const connectTimeoutMs = checkDuration("connectTimeoutMs", options.connectTimeoutMs, 10_000);
+  const endTimeoutMs = checkDuration("endTimeoutMs", options.endTimeoutMs, 1_000);
+  const onDisconnect = options.onDisconnect;
+  if (onDisconnect !== undefined && typeof onDisconnect !== "function") {
+    throw new TypeError("onDisconnect must be a function");
+  }
+
+  const url = typeof connection === "string" ? connection : undefined;
+  const given = (typeof connection === "string" ? {} : connection) as Record<string, unknown>;
+  const secrets = secretsOf(connection);
+  const clean = (error: unknown) => sanitize(error, secrets);
+  const states = new WeakMap<S, State>();
+
+  const end = (sql: S, state: State, timeoutMs: number): Promise<void> => {
+    state.ending = true;
+    return Promise.resolve(sql.end({ timeout: timeoutMs / 1000 })).catch(noop);
+  };
+
+  return {
+    async create(signal: AbortSignal): Promise<S> {
+      if (signal.aborted) throw signal.reason;
+      const state: State = { dead: false, ending: false };
+      let sql: S | undefined;
+      const userOnClose = given.onclose as ((id: number) => void) | undefined;
+      const clientOptions = {
+        onnotice: noop,
+        ...given,
+        max: 1,
+        idle_timeout: 0,
+        max_lifetime: null,
+        connect_timeout: connectTimeoutMs / 1000,
+        onclose(id: number) {
+          try {
+            userOnClose?.(id);
+          } catch { /* a user hook must not break our bookkeeping */ }
+          if (state.ending || state.dead) return;
+          state.dead = true;
+          if (sql === undefined) return;
+          // postgres.js would reconnect on the next query: a new session the user did not ask for.
+          void end(sql, state, 0);
+          try {
+            onDisconnect?.(sql);
+          } catch { /* ignore */ }
+        },
+      } as unknown as O;
+      try {
+        sql = url === undefined
+          ? (postgres as unknown as (o: O) => S)(clientOptions)
+          : postgres(url, clientOptions);
+      } catch (error) {
+        throw clean(error);
+      }
+      states.set(sql, state);
+      try {
+        await raceSignal(sql.unsafe("select 1"), signal);
+      } catch (error) {
+        const aborted = signal.aborted && error === signal.reason;
+        state.dead = true;
+        // Aborted mid-connect, the client may be fetching array types: postgres.js runs that
+        // query with nobody awaiting it, so ending the client at once would reject it unhandled
+        // (a crash on Node). Ending gracefully lets the startup finish first; awaiting it keeps
+        // the work inside the pool's accounting, so close() waits for it.
+        if (aborted) await end(sql, state, endTimeoutMs);
+        else void end(sql, state, 0);
+        throw aborted ? error : clean(error);
+      }
+      if (state.dead) throw clean(new Error("the connection closed while it was being made"));
+      return sql;
+    },
+
+    async validate(sql: S, signal: AbortSignal): Promise<boolean> {
+      const state = states.get(sql);
+      if (state === undefined || state.dead) return false;
+      try {
+        await raceSignal(sql.unsafe(validateQuery), signal);
+      } catch (error) {
+        // Unanswered or failed: the connection cannot be trusted, so destroy() won't wait on it.
+        state.dead = true;
+        throw signal.aborted && error === signal.reason ? error : clean(error);
+      }
+      return !state.dead;
+    },
+
+    async reset(sql: S): Promise<void> {
+      const state = states.get(sql);
+      if (state === undefined || state.dead) {
+        throw new Error("cannot reuse the connection: it was closed");
+      }
+      if (resetSql === undefined) return;
+      try {
+        await sql.unsafe(resetSql);
+      } catch (error) {
+        state.dead = true;
+        throw clean(error);
+      }
+    },
+
+    async destroy(sql: S): Promise<void> {
+      const state = states.get(sql) ?? { dead: true, ending: true };
+      await end(sql, state, state.dead ? 0 : endTimeoutMs);
+    },
+
+    isAlive(sql: S): boolean {
+      return states.get(sql)?.dead === false;
+    },
+
+    isBroken(sql: S, error: unknown): boolean {
+      return states.get(sql)?.dead === true || isConnectionError(error);
+    },
+  };
+}

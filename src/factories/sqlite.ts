@@ -1,0 +1,321 @@
+/**
+ * A {@linkcode Factory} of SQLite connections through the runtime's own driver: `node:sqlite`
+ * (Node 22.5+, Deno 2.2+, Bun 1.3+) or `bun:sqlite` (Bun), chosen by feature detection with a
+ * dynamic `import()`, behind one small interface, {@linkcode SqliteConnection}.
+ *
+ * Each pooled resource is its own connection to the same file. With WAL (the default for files)
+ * readers never block the writer and see a consistent snapshot; writers queue on the busy
+ * timeout. A `":memory:"` database is private to its connection, so a pool of them shares
+ * nothing.
+ *
+ * @example
+ * ```ts
+ * import { Pool } from "@edgepool/pool";
+ * import { sqliteFactory } from "@edgepool/pool/sqlite";
+ * import assert from "node:assert/strict";
+ *
+ * await using pool = new Pool(sqliteFactory(":memory:"), { max: 1 });
+ * const row = await pool.use((db) => db.get<{ answer: number }>("select 40 + ? as answer", 2));
+ * assert.equal(row?.answer, 42);
+ * ```
+ *
+ * @module
+ */
+
+import type { Factory, ResourceInfo } from "../options.ts";
+
+export type { Factory, ResourceInfo };
+
+/** A value SQLite can bind. */
+export type SqliteValue = string | number | bigint | boolean | null | Uint8Array;
+
+/** Parameters: positional values, or one object of named values (`:name`, `$name`, `@name`). */
+export type SqliteParams = SqliteValue[] | [Record<string, SqliteValue>];
+
+/** What `run()` reports. */
+export interface SqliteRunResult {
+  /** Rows changed by the statement. */
+  changes: number | bigint;
+  /** The rowid of the last inserted row. */
+  lastInsertRowid: number | bigint;
+}
+
+/** One SQLite connection, the same on every runtime. */
+export interface SqliteConnection {
+  /** Runs one or more statements without results. */
+  exec(sql: string): void;
+  /** Runs a query and returns every row. */
+  all<R = Record<string, unknown>>(sql: string, ...params: SqliteParams): R[];
+  /** Runs a query and returns its first row, or `undefined`. */
+  get<R = Record<string, unknown>>(sql: string, ...params: SqliteParams): R | undefined;
+  /** Runs a statement and reports what it changed. */
+  run(sql: string, ...params: SqliteParams): SqliteRunResult;
+  /** True while a transaction is open. */
+  readonly inTransaction: boolean;
+  /** Which driver made it. */
+  readonly driver: SqliteDriverName;
+  /** The driver's own database object (`DatabaseSync` or bun's `Database`), for what this interface lacks. */
+  readonly raw: unknown;
+}
+
+/** The modules the factory can use. */
+export type SqliteDriverName = "node:sqlite" | "bun:sqlite";
+
+/** Options of {@linkcode sqliteFactory}. */
+export interface SqliteFactoryOptions {
+  /** Switch a file database to WAL journaling (ignored for `:memory:` and read-only). @default {true} */
+  wal?: boolean;
+  /** How long a statement waits for another connection's lock (`PRAGMA busy_timeout`). @default {5_000} */
+  busyTimeoutMs?: number;
+  /** Open the database read-only. @default {false} */
+  readOnly?: boolean;
+  /** The driver to use. @default {"node:sqlite" when available, else "bun:sqlite"} */
+  driver?: SqliteDriverName;
+  /** Prepared statements kept per connection. @default {64} */
+  statementCacheSize?: number;
+}
+
+// ---------------------------------------------------------------- the drivers
+
+interface Statement {
+  all(...params: unknown[]): unknown[];
+  get(...params: unknown[]): unknown;
+  run(...params: unknown[]): SqliteRunResult;
+}
+
+interface Database {
+  exec(sql: string): void;
+  prepare(sql: string): Statement;
+  close(): void;
+}
+
+interface Driver {
+  open(path: string, readOnly: boolean): Database;
+  inTransaction(db: Database): boolean;
+}
+
+const drivers = new Map<SqliteDriverName, Promise<Driver | undefined>>();
+
+/** Imports a module by a computed name, so bundlers and type checkers leave it alone. */
+function importOptional(specifier: string): Promise<Record<string, unknown> | undefined> {
+  return import(specifier).then(
+    (m: Record<string, unknown>) => m,
+    () => undefined,
+  );
+}
+
+function load(name: SqliteDriverName): Promise<Driver | undefined> {
+  let pending = drivers.get(name);
+  if (pending === undefined) {
+    pending = importOptional(name).then((m): Driver | undefined => {
+      if (name === "node:sqlite") {
+        const DatabaseSync = m?.DatabaseSync as
+          | (new (path: string, options: object) => Database & { isTransaction: boolean })
+          | undefined;
+        if (typeof DatabaseSync !== "function") return undefined;
+        return {
+          open: (path, readOnly) => new DatabaseSync(path, { readOnly }),
+          inTransaction: (db) => (db as Database & { isTransaction: boolean }).isTransaction,
+        };
+      }
+      const BunDatabase = m?.Database as
+        | (new (path: string, options: object) => Database & { inTransaction: boolean })
+        | undefined;
+      if (typeof BunDatabase !== "function") return undefined;
+      return {
+        // strict: named parameters bind without their prefix, as with node:sqlite.
+        open: (path, readOnly) =>
+          new BunDatabase(path, readOnly ? { readonly: true, strict: true } : { strict: true }),
+        inTransaction: (db) => (db as Database & { inTransaction: boolean }).inTransaction,
+      };
+    });
+    drivers.set(name, pending);
+  }
+  return pending;
+}
+
+async function pickDriver(
+  wanted: SqliteDriverName | undefined,
+): Promise<[SqliteDriverName, Driver]> {
+  for (const name of wanted ? [wanted] : ["node:sqlite", "bun:sqlite"] as const) {
+    const driver = await load(name);
+    if (driver) return [name, driver];
+  }
+  throw new Error(
+    wanted
+      ? `sqliteFactory: ${wanted} is not available in this runtime`
+      : "sqliteFactory needs node:sqlite (Node 22.5+, Deno 2.2+, Bun 1.3+) or bun:sqlite (Bun); " +
+        "this runtime has neither",
+  );
+}
+
+// ---------------------------------------------------------------- the connection
+
+class Connection implements SqliteConnection {
+  readonly driver: SqliteDriverName;
+  readonly raw: unknown;
+  readonly #db: Database;
+  readonly #impl: Driver;
+  readonly #cache = new Map<string, Statement>();
+  readonly #cacheSize: number;
+
+  constructor(name: SqliteDriverName, impl: Driver, db: Database, cacheSize: number) {
+    this.driver = name;
+    this.raw = db;
+    this.#db = db;
+    this.#impl = impl;
+    this.#cacheSize = cacheSize;
+  }
+
+  get inTransaction(): boolean {
+    return this.#impl.inTransaction(this.#db);
+  }
+
+  exec(sql: string): void {
+    this.#db.exec(sql);
+  }
+
+  all<R>(sql: string, ...params: SqliteParams): R[] {
+    return this.#statement(sql).all(...params) as R[];
+  }
+
+  get<R>(sql: string, ...params: SqliteParams): R | undefined {
+    // bun:sqlite answers null for no row, node:sqlite undefined.
+    return (this.#statement(sql).get(...params) ?? undefined) as R | undefined;
+  }
+
+  run(sql: string, ...params: SqliteParams): SqliteRunResult {
+    const { changes, lastInsertRowid } = this.#statement(sql).run(...params);
+    return { changes, lastInsertRowid };
+  }
+
+  /** @internal */
+  close(): void {
+    this.#cache.clear();
+    this.#db.close();
+  }
+
+  #statement(sql: string): Statement {
+    let statement = this.#cache.get(sql);
+    if (statement !== undefined) {
+      // Most recently used last: the first key is the one to evict.
+      this.#cache.delete(sql);
+    } else {
+      statement = this.#db.prepare(sql);
+      if (this.#cache.size >= this.#cacheSize) {
+        this.#cache.delete(this.#cache.keys().next().value!);
+      }
+    }
+    if (this.#cacheSize > 0) this.#cache.set(sql, statement);
+    return statement;
+  }
+}
+
+// SQLite primary result codes that mean the connection or file is unusable, and their messages
+// (Deno's node:sqlite gives only the message).
+const BROKEN_CODES = new Set([
+  10, /* IOERR */
+  11, /* CORRUPT */
+  14, /* CANTOPEN */
+  26, /* NOTADB */
+]);
+const BROKEN_MESSAGE =
+  /disk I\/O error|database disk image is malformed|unable to open database file|file is not a database/;
+
+/**
+ * Makes a factory of SQLite connections to the database at `path` for a {@linkcode Pool}.
+ *
+ * - `create()` opens the database, sets the busy timeout and, for files, WAL. Where the runtime
+ *   has no SQLite module (e.g. Node 20), it throws an error that says what is needed.
+ * - `validate()` runs `select 1`.
+ * - `reset()` rolls back a transaction left open.
+ * - `destroy()` closes the connection.
+ * - `isBroken()` is true for I/O errors, corruption and a file that is not a database.
+ *
+ * @example Readers keep reading while a writer holds a transaction (WAL)
+ * ```ts
+ * import { Pool } from "@edgepool/pool";
+ * import { sqliteFactory } from "@edgepool/pool/sqlite";
+ * import assert from "node:assert/strict";
+ * import { mkdtempSync, rmSync } from "node:fs";
+ * import { tmpdir } from "node:os";
+ * import { join } from "node:path";
+ *
+ * const dir = mkdtempSync(join(tmpdir(), "edgepool-"));
+ * const pool = new Pool(sqliteFactory(join(dir, "app.db"), { busyTimeoutMs: 1_000 }), { max: 4 });
+ * await pool.use((db) => db.exec("create table notes (body text)"));
+ * {
+ *   await using writer = await pool.acquire();
+ *   writer.value.exec("begin immediate");
+ *   writer.value.run("insert into notes values (?)", "draft");
+ *   const seen = await pool.use((db) => db.all("select * from notes"));
+ *   assert.equal(seen.length, 0); // the reader sees the last commit
+ *   writer.value.exec("commit");
+ * }
+ * await pool.close();
+ * rmSync(dir, { recursive: true });
+ * ```
+ */
+export function sqliteFactory(
+  path: string,
+  options: SqliteFactoryOptions = {},
+): Factory<SqliteConnection> {
+  if (typeof path !== "string" || path === "") {
+    throw new TypeError(`path must be a non-empty string, received ${typeof path}`);
+  }
+  if (options === null || typeof options !== "object") {
+    throw new TypeError("options must be an object");
+  }
+  const { wal = true, readOnly = false, driver, statementCacheSize = 64 } = options;
+  const busyTimeoutMs = options.busyTimeoutMs ?? 5_000;
+  if (typeof busyTimeoutMs !== "number") {
+    throw new TypeError(`busyTimeoutMs must be a number, received ${typeof busyTimeoutMs}`);
+  }
+  if (!Number.isInteger(busyTimeoutMs) || busyTimeoutMs < 0) {
+    throw new RangeError(`busyTimeoutMs must be a whole number ≥ 0, received ${busyTimeoutMs}`);
+  }
+  if (!Number.isInteger(statementCacheSize) || statementCacheSize < 0) {
+    throw new RangeError(
+      `statementCacheSize must be a whole number ≥ 0, received ${statementCacheSize}`,
+    );
+  }
+  for (const [name, value] of [["wal", wal], ["readOnly", readOnly]] as const) {
+    if (typeof value !== "boolean") throw new TypeError(`${name} must be a boolean`);
+  }
+  if (driver !== undefined && driver !== "node:sqlite" && driver !== "bun:sqlite") {
+    throw new TypeError(`driver must be "node:sqlite" or "bun:sqlite", received ${String(driver)}`);
+  }
+  const memory = path === ":memory:" || path.startsWith("file::memory:");
+
+  return {
+    async create(): Promise<SqliteConnection> {
+      const [name, impl] = await pickDriver(driver);
+      const db = impl.open(path, readOnly);
+      try {
+        db.exec(`pragma busy_timeout = ${busyTimeoutMs}`);
+        if (wal && !readOnly && !memory) db.exec("pragma journal_mode = wal");
+      } catch (error) {
+        db.close();
+        throw error;
+      }
+      return new Connection(name, impl, db, statementCacheSize);
+    },
+    validate(conn: SqliteConnection): boolean {
+      conn.get("select 1");
+      return true;
+    },
+    reset(conn: SqliteConnection): void {
+      if (conn.inTransaction) conn.exec("rollback");
+    },
+    destroy(conn: SqliteConnection): void {
+      (conn as Connection).close();
+    },
+    isBroken(_conn: SqliteConnection, error: unknown): boolean {
+      if (error === null || typeof error !== "object") return false;
+      const e = error as { errcode?: unknown; errno?: unknown; message?: unknown };
+      const code = typeof e.errcode === "number" ? e.errcode : e.errno;
+      if (typeof code === "number") return BROKEN_CODES.has(code & 0xff);
+      return typeof e.message === "string" && BROKEN_MESSAGE.test(e.message);
+    },
+  };
+}

@@ -1,0 +1,417 @@
+/**
+ * postgresFactory against a real PostgreSQL that this file starts (scripts/pg_cluster.ts) and
+ * always stops.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { inspect } from "node:util";
+import postgres from "postgres";
+import { AcquireTimeoutError, Pool, PoolError, type PoolEvent } from "../../mod.ts";
+import {
+  isConnectionError,
+  postgresFactory,
+  type PostgresFactoryOptions,
+} from "../../src/factories/postgres.ts";
+import { type Cluster, freePort, startCluster } from "../../scripts/pg_cluster.ts";
+import { closePool, startProxy, waitFor } from "./_net.ts";
+
+type Sql = ReturnType<typeof postgres>;
+
+let cluster: Cluster;
+let apps = 0;
+
+/** A unique application_name, so each test counts only its own server connections. */
+function appName(): string {
+  return `edgepool-test-${process.pid}-${++apps}`;
+}
+
+function factory(app: string, options?: PostgresFactoryOptions<Sql>, url = cluster.url) {
+  return postgresFactory(postgres, `${url}?application_name=${app}`, options);
+}
+
+async function pidOf(sql: Sql): Promise<number> {
+  const [row] = await sql`select pg_backend_pid() as pid`;
+  return row.pid;
+}
+
+/** The server's view of a backend: "idle", "idle in transaction", ... */
+async function stateOf(pid: number): Promise<string> {
+  const [row] = await cluster.query<{ state: string }>(
+    "select state from pg_stat_activity where pid = $1",
+    [pid],
+  );
+  return row.state;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe("postgresFactory with a running server", () => {
+  before(async () => {
+    cluster = await startCluster();
+    await cluster.query("create table items (id int primary key)");
+    await cluster.query("grant all on items to edgepool");
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  it("acquires a dedicated connection, queries it and reuses it after release", async () => {
+    const app = appName();
+    const pool = new Pool(factory(app), { max: 2 });
+    try {
+      const lease = await pool.acquire();
+      const pid = await pidOf(lease.value);
+      assert.deepEqual(await cluster.backendPids(app), [pid]);
+      await lease.release();
+      const again = await pool.acquire();
+      assert.equal(await pidOf(again.value), pid);
+      await again.release();
+      assert.equal(pool.stats().created, 1);
+    } finally {
+      await closePool(pool);
+    }
+    await waitFor("the connection to close", async () => (await cluster.connections(app)) === 0);
+  });
+
+  it("releases the lease at the end of an `await using` scope", async () => {
+    const pool = new Pool(factory(appName()), { max: 1 });
+    try {
+      {
+        await using conn = await pool.acquire();
+        const [row] = await conn.value`select 41 + 1 as answer`;
+        assert.equal(row.answer, 42);
+        assert.equal(pool.stats().active, 1);
+      }
+      assert.deepEqual([pool.stats().active, pool.stats().idle], [0, 1]);
+    } finally {
+      await closePool(pool);
+    }
+  });
+
+  it("use() returns the callback's result and releases the connection", async () => {
+    const pool = new Pool(factory(appName()), { max: 1 });
+    try {
+      const rows = await pool.use((sql) => sql`select ${"edge"}::text || 'pool' as name`);
+      assert.equal(rows[0].name, "edgepool");
+      // A query error is not a connection error: the connection is kept.
+      await assert.rejects(pool.use((sql) => sql`select 1/0`), { code: "22012" });
+      assert.deepEqual([pool.stats().idle, pool.stats().destroyed], [1, 0]);
+    } finally {
+      await closePool(pool);
+    }
+  });
+
+  it("never opens more than max connections, counted by the server", async () => {
+    const app = appName();
+    const pool = new Pool(factory(app), { max: 4 });
+    let most = 0;
+    let done = false;
+    const watcher = (async () => {
+      while (!done) {
+        most = Math.max(most, await cluster.connections(app));
+        await sleep(5);
+      }
+    })();
+    try {
+      const jobs = Array.from(
+        { length: 60 },
+        (_, i) => pool.use(async (sql) => (await sql`select pg_sleep(0.003), ${i}::int as i`)[0].i),
+      );
+      const results = await Promise.all(jobs);
+      assert.deepEqual(results, Array.from({ length: 60 }, (_, i) => i));
+      most = Math.max(most, await cluster.connections(app));
+    } finally {
+      done = true;
+      await watcher;
+      await closePool(pool);
+    }
+    assert.ok(most >= 2, `expected concurrency, saw ${most} connections`);
+    assert.ok(most <= 4, `the server saw ${most} connections for max 4`);
+    assert.equal(pool.stats().created, 4);
+  });
+
+  it("rolls back a transaction left open before the connection is reused", async () => {
+    const pool = new Pool(factory(appName()), { max: 1 });
+    try {
+      const lease = await pool.acquire();
+      const pid = await pidOf(lease.value);
+      await lease.value`begin`;
+      await lease.value`insert into items values (1)`;
+      assert.equal(await stateOf(pid), "idle in transaction");
+      await lease.release(); // no commit
+      assert.equal(await stateOf(pid), "idle");
+      await pool.use(async (sql) => {
+        assert.equal(await pidOf(sql), pid);
+        const [{ n }] = await sql`select count(*)::int as n from items`;
+        assert.equal(n, 0);
+      });
+      // A transaction failed by an error is rolled back too.
+      const failed = await pool.acquire();
+      await failed.value`begin`;
+      await assert.rejects(failed.value`select 1/0`);
+      assert.equal(await stateOf(pid), "idle in transaction (aborted)");
+      await failed.release();
+      assert.equal(await stateOf(pid), "idle");
+      await pool.use(async (sql) => {
+        const [{ one }] = await sql`select 1 as one`;
+        assert.equal(one, 1);
+      });
+      assert.equal(pool.stats().created, 1);
+      const [{ n }] = await cluster.query<{ n: number }>("select count(*)::int as n from items");
+      assert.equal(n, 0);
+    } finally {
+      await closePool(pool);
+    }
+  });
+
+  it('reset: "discard" clears session state and keeps prepared statements working', async () => {
+    const pool = new Pool(factory(appName(), { reset: "discard" }), { max: 1 });
+    try {
+      await pool.use(async (sql) => {
+        await sql`set statement_timeout = 4321`;
+        await sql`create temp table scratch (x int)`;
+        assert.equal((await sql`select ${7}::int as x`)[0].x, 7); // a prepared statement
+      });
+      await pool.use(async (sql) => {
+        const [{ statement_timeout }] = await sql`show statement_timeout`;
+        assert.equal(statement_timeout, "0");
+        const [{ t }] = await sql`select to_regclass('pg_temp.scratch')::text as t`;
+        assert.equal(t, null);
+        assert.equal((await sql`select ${8}::int as x`)[0].x, 8);
+      });
+      assert.equal(pool.stats().created, 1);
+    } finally {
+      await closePool(pool);
+    }
+  });
+
+  it("never hands out a connection killed while idle, and refills by itself", async () => {
+    const app = appName();
+    const pool: Pool<Sql> = new Pool(
+      factory(app, { onDisconnect: (client) => void pool.evict((c) => c === client) }),
+      { min: 3, max: 3 },
+    );
+    try {
+      await pool.ready({ timeoutMs: 5_000 });
+      const killed = await cluster.backendPids(app);
+      assert.equal(killed.length, 3);
+      assert.equal(await cluster.terminateBackends(app), 3);
+      await waitFor("three new connections", async () => {
+        const pids = await cluster.backendPids(app);
+        return pids.length === 3 && pids.every((pid) => !killed.includes(pid)) &&
+          pool.stats().idle === 3;
+      });
+      const pids = await Promise.all(
+        [1, 2, 3].map(() => pool.acquire().then(async (l) => [await pidOf(l.value), l] as const)),
+      );
+      for (const [pid, lease] of pids) {
+        assert.ok(!killed.includes(pid));
+        await lease.release();
+      }
+      assert.equal(pool.stats().destroyed, 3);
+    } finally {
+      await closePool(pool);
+    }
+  });
+
+  it("validates on acquire: a killed idle connection is replaced, not handed out", async () => {
+    const app = appName();
+    const pool = new Pool(factory(app), { max: 2, validateBypassMs: 0 });
+    try {
+      const lease = await pool.acquire();
+      const killed = await pidOf(lease.value);
+      await lease.release();
+      await cluster.terminateBackends([killed]);
+      await sleep(20); // let the client see the close
+      for (let i = 0; i < 3; i++) {
+        const pid = await pool.use((sql) => pidOf(sql));
+        assert.notEqual(pid, killed);
+      }
+      assert.equal(pool.stats().destroyed, 1);
+      assert.ok(pool.stats().validationFailures >= 1);
+    } finally {
+      await closePool(pool);
+    }
+  });
+
+  it("gives the user of a killed leased connection the driver's error and recovers", async () => {
+    const app = appName();
+    const events: PoolEvent[] = [];
+    const pool = new Pool(factory(app), { max: 1, onEvent: (e) => events.push(e) });
+    try {
+      const error = await pool.use(async (sql) => {
+        await cluster.terminateBackends([await pidOf(sql)]);
+        await sleep(20);
+        return await sql`select 1`.then(() => undefined, (e: unknown) => e);
+      });
+      assert.ok(error instanceof Error, "the query should have failed");
+      assert.ok(isConnectionError(error), `not a connection error: ${inspect(error)}`);
+      // Thrown from use(): isBroken() destroys the connection.
+      await assert.rejects(
+        pool.use(async (sql) => {
+          await cluster.terminateBackends([await pidOf(sql)]);
+          await sleep(20);
+          await sql`select 1`;
+        }),
+        (e: unknown) => isConnectionError(e),
+      );
+      // Both were destroyed: the first by reset() on release, the second by isBroken().
+      assert.equal(
+        events.filter((e) => e.type === "destroy" && e.reason === "error").length,
+        2,
+      );
+      assert.equal(await pool.use(async (sql) => (await sql`select 2 as two`)[0].two), 2);
+      await waitFor("one connection", async () => (await cluster.connections(app)) === 1);
+    } finally {
+      await closePool(pool);
+    }
+  });
+
+  it("cuts off a validation that never answers and replaces the connection", async () => {
+    const proxy = await startProxy(cluster.port);
+    const app = appName();
+    const url = cluster.url.replace(`:${cluster.port}/`, `:${proxy.port}/`);
+    const pool = new Pool(factory(app, undefined, url), {
+      max: 1,
+      validateBypassMs: 0,
+      validateTimeoutMs: 200,
+      destroyTimeoutMs: 500,
+    });
+    try {
+      const first = await pool.use((sql) => pidOf(sql));
+      proxy.freeze(); // the connection stays open but nothing gets through
+      const started = Date.now();
+      const second = await pool.use((sql) => pidOf(sql), { timeoutMs: 3_000 });
+      const tookMs = Date.now() - started;
+      assert.notEqual(second, first);
+      assert.ok(tookMs >= 190 && tookMs < 2_000, `took ${tookMs} ms`);
+      const s = pool.stats();
+      assert.deepEqual([s.validationFailures, s.destroyed, s.created], [1, 1, 2]);
+    } finally {
+      await closePool(pool);
+      await proxy.close();
+    }
+  });
+
+  it("never shows the password in errors, events or stats", async () => {
+    const secret = cluster.password;
+    const wrong = `wrong-${secret.slice(3, 11)}-pw`;
+    const texts: string[] = [];
+    const collect = (value: unknown) => {
+      texts.push(inspect(value, { depth: 6, showHidden: true }));
+      if (value instanceof Error) texts.push(String(value), value.stack ?? "");
+    };
+    const urls = [
+      // wrong password: the server refuses
+      cluster.url.replace(`:${secret}@`, `:${wrong}@`),
+      // a URL the driver cannot parse: its message would quote the URL
+      cluster.url.replace(`:${cluster.port}/`, ":99999/"),
+      // nobody listening
+      cluster.url.replace(`:${cluster.port}/`, `:${await freePort()}/`),
+    ];
+    for (const url of urls) {
+      const pool = new Pool(
+        postgresFactory(postgres, url, { connectTimeoutMs: 1_000 }),
+        { min: 1, max: 1, onEvent: collect },
+      );
+      try {
+        await pool.ready({ timeoutMs: 300 }).catch(collect);
+        await pool.acquire({ timeoutMs: 200 }).catch(collect);
+        collect(pool.stats());
+      } finally {
+        await pool.close({ timeoutMs: 1_000 }); // creates fail before startup ends
+      }
+    }
+    const all = texts.join("\n");
+    // The failures did show up, redacted where the driver quoted the URL.
+    assert.match(all, /28P01|password authentication failed/);
+    assert.match(all, /Invalid URL/);
+    assert.match(all, /ECONNREFUSED/);
+    for (const s of [secret, wrong, encodeURIComponent(secret)]) {
+      assert.equal(all.includes(s), false, `found a password in:\n${all.slice(0, 2_000)}`);
+    }
+  });
+});
+
+describe("postgresFactory when the server goes away", () => {
+  before(async () => {
+    cluster = await startCluster();
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  it("fails acquires within their deadline during a restart and recovers by itself", async () => {
+    const app = appName();
+    const pool = new Pool(factory(app, { connectTimeoutMs: 1_000 }), {
+      max: 4,
+      acquireTimeoutMs: 1_000,
+      validateBypassMs: 0,
+    });
+    let ok = 0;
+    let failed = 0;
+    let running = true;
+    const load = Promise.all([1, 2, 3, 4, 5, 6].map(async () => {
+      while (running) {
+        try {
+          await pool.use((sql) => sql`select pg_sleep(0.002)`, { timeoutMs: 300 });
+          ok++;
+        } catch {
+          failed++;
+          await sleep(10);
+        }
+      }
+    }));
+    try {
+      await waitFor("some load", () => ok > 20);
+      await cluster.stopServer();
+      const createErrorsBefore = pool.stats().createErrors;
+      const started = Date.now();
+      const error = await pool.acquire({ timeoutMs: 400 }).then(
+        (lease) => (lease.release(), undefined),
+        (e: unknown) => e,
+      );
+      const tookMs = Date.now() - started;
+      assert.ok(error instanceof AcquireTimeoutError, `got ${inspect(error)}`);
+      assert.ok(tookMs < 1_000, `the acquire took ${tookMs} ms`);
+      assert.ok(isConnectionError(error.cause), `cause: ${inspect(error.cause)}`);
+      await sleep(600);
+      // Creates back off while the server is down: a handful per second, not a storm.
+      const attempts = pool.stats().createErrors - createErrorsBefore;
+      assert.ok(attempts < 40, `${attempts} create attempts in about a second`);
+      const okBefore = ok;
+      await cluster.startServer();
+      await waitFor("queries to succeed again", () => ok > okBefore + 20, 10_000);
+      assert.ok(failed > 0);
+      assert.ok(pool.stats().total <= 4);
+    } finally {
+      running = false;
+      await load;
+      await closePool(pool);
+    }
+    await waitFor("no connections left", async () => (await cluster.connections(app)) === 0);
+  });
+
+  it("rejects ready() and acquire() clearly when the server is down from the start", async () => {
+    await cluster.stopServer();
+    try {
+      const pool = new Pool(factory(appName(), { connectTimeoutMs: 1_000 }), { min: 1 });
+      const started = Date.now();
+      await assert.rejects(pool.ready({ timeoutMs: 300 }), (e: unknown) => {
+        assert.ok(e instanceof PoolError);
+        assert.match(e.message, /not ready after 300 ms.*ECONNREFUSED/);
+        assert.ok(isConnectionError(e.cause));
+        return true;
+      });
+      await assert.rejects(pool.acquire({ timeoutMs: 200 }), (e: unknown) => {
+        assert.ok(e instanceof AcquireTimeoutError);
+        assert.equal((e.cause as { code?: string }).code, "ECONNREFUSED");
+        return true;
+      });
+      await pool.close({ timeoutMs: 1_000 });
+      assert.ok(Date.now() - started < 2_000);
+    } finally {
+      await cluster.startServer();
+    }
+  });
+});
