@@ -77,6 +77,13 @@ export interface PoolOptions {
   acquireTimeoutMs?: number;
   /** The most acquires that may wait at once; past it `PoolExhaustedError`. @default {Infinity} */
   maxWaiting?: number;
+  /**
+   * The most creates in flight at once. Creation follows demand, but a burst of waiters is
+   * mostly served by the resources that already exist long before new ones are ready, so
+   * creating one per waiter at once overshoots (and storms the database). `Infinity` creates
+   * for every uncovered waiter at once. @default {2}
+   */
+  createConcurrency?: number;
   /** How long one `factory.create()` may take before it is aborted. @default {30_000} */
   createTimeoutMs?: number;
   /** How long one `factory.destroy()` may take before the pool stops waiting. @default {5_000} */
@@ -125,6 +132,7 @@ export const DEFAULTS = {
   max: 10,
   acquireTimeoutMs: 30_000,
   maxWaiting: Infinity,
+  createConcurrency: 2,
   createTimeoutMs: 30_000,
   destroyTimeoutMs: 5_000,
   validateTimeoutMs: 5_000,
@@ -235,6 +243,7 @@ export function resolveOptions(
   const min = requireCount("min", o.min, 0, false);
   if (min > max) throw new RangeError(`min (${min}) must not exceed max (${max})`);
   requireCount("maxWaiting", o.maxWaiting, 0, true);
+  requireCount("createConcurrency", o.createConcurrency, 1, true);
   requireCount("maxUses", o.maxUses, 1, true);
   for (
     const key of [

@@ -741,7 +741,10 @@ export class Pool<T> implements AsyncDisposable {
       this.#waiters.size - this.#creating - this.#checking.size,
       this.#o.min - this.#live() - this.#creating,
     );
-    while (need-- > 0 && this.#footprint() < this.#o.max) this.#create();
+    while (
+      need-- > 0 && this.#footprint() < this.#o.max &&
+      this.#creating < this.#o.createConcurrency
+    ) this.#create();
   }
 
   /**
