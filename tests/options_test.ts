@@ -59,6 +59,7 @@ const COUNTS: { key: string; bad: unknown[]; good: unknown[] }[] = [
   { key: "min", bad: [-1, 1.5, Infinity, -Infinity], good: [0, 3, undefined] },
   { key: "max", bad: [0, -1, 1.5, Infinity], good: [1, 100, undefined] },
   { key: "maxWaiting", bad: [-1, 1.5, -Infinity], good: [0, 7, Infinity, undefined] },
+  { key: "createConcurrency", bad: [0, -1, 1.5, -Infinity], good: [1, 4, Infinity, undefined] },
   { key: "maxUses", bad: [0, -1, 1.5, -Infinity], good: [1, 50, Infinity, undefined] },
 ];
 
@@ -102,6 +103,23 @@ describe("PoolOptions validation", () => {
       }
     });
   }
+
+  it("new Pool() refuses -1, NaN and non-numbers for every numeric option in DEFAULTS", () => {
+    const numeric = Object.entries(DEFAULTS).filter(([, v]) => typeof v === "number");
+    assert.ok(numeric.length >= 17, "the sweep sees every numeric option");
+    for (const [key] of numeric) {
+      for (const value of [-1, NaN]) assertRejectsOption(key, value, RangeError);
+      for (const value of ["1", null]) assertRejectsOption(key, value, TypeError);
+    }
+    // Every numeric option is also swept in detail above or below.
+    const detailed = [
+      ...COUNTS.map((c) => c.key),
+      ...DURATIONS,
+      "reapIntervalMs",
+      "lifetimeJitter",
+    ];
+    for (const [key] of numeric) assert.ok(detailed.includes(key), `${key} has a detailed sweep`);
+  });
 
   it("new Pool() refuses a reapIntervalMs below 1 ms or infinite", async () => {
     for (const value of [0, 0.5, -1, Infinity, NaN]) {

@@ -252,7 +252,7 @@ describe("Pool: demand-driven creation", () => {
     await withFakeTime(async (clock) => {
       const factory = new FakeFactory();
       factory.createPlan = Array.from({ length: 10 }, () => ({ delayMs: 100 }));
-      await withClockPool(clock, { max: 10 }, async (pool) => {
+      await withClockPool(clock, { max: 10, createConcurrency: Infinity }, async (pool) => {
         const acquires = [pool.acquire(), pool.acquire(), pool.acquire()];
         await flush();
         assert.equal(factory.createCalls, 3);
@@ -267,6 +267,32 @@ describe("Pool: demand-driven creation", () => {
         assert.equal(factory.createCalls, 3, "nothing created without demand (min 0)");
       }, factory);
     });
+  });
+
+  it("Pool runs at most createConcurrency creates at once (2 by default)", async () => {
+    for (const [createConcurrency, steps] of [[undefined, [2, 4, 5]], [1, [1, 2, 3]]] as const) {
+      await withFakeTime(async (clock) => {
+        const factory = new FakeFactory();
+        factory.createPlan = Array.from({ length: 10 }, () => ({ delayMs: 100 }));
+        const options = createConcurrency === undefined ? {} : { createConcurrency };
+        await withClockPool(clock, { max: 10, ...options }, async (pool) => {
+          const acquires = Array.from(
+            { length: steps[steps.length - 1] },
+            () => pool.acquire({ timeoutMs: Infinity }),
+          );
+          const calls: number[] = [];
+          for (const _ of steps) {
+            await flush();
+            calls.push(factory.createCalls);
+            assert.ok(pool.stats().creating <= (createConcurrency ?? 2));
+            await clock.tickAsync(100);
+          }
+          assert.deepEqual(calls.slice(0, steps.length), [...steps]);
+          const leases = await Promise.all(acquires.map((p) => settled(p, "served")));
+          for (const lease of leases) await lease.release();
+        }, factory);
+      });
+    }
   });
 
   it("Pool gives a waiter the resource that frees first: a release beats a slow create, which goes idle", async () => {
@@ -819,6 +845,80 @@ describe("Pool: hooks that throw", () => {
       const lease = await pool.acquire();
       assert.equal(pool.stats().total, 1);
       await lease.release();
+    });
+  });
+
+  it("Pool counts a destroy in flight against max: a waiter's create starts once it finished", async () => {
+    await withFakeTime(async (clock) => {
+      const factory = new FakeFactory();
+      factory.destroy = (r: FakeResource) =>
+        new Promise<void>((resolve) =>
+          setTimeout(() => {
+            r.destroyed = true;
+            factory.destroyed.push(r);
+            resolve();
+          }, 100)
+        );
+      await withClockPool(clock, { max: 1 }, async (pool) => {
+        const lease = await pool.acquire();
+        const destroying = lease.destroy();
+        const waiting = pool.acquire({ timeoutMs: Infinity });
+        await clock.tickAsync(99);
+        assert.equal(factory.createCalls, 1, "no create while the destroy runs");
+        assert.deepEqual([pool.stats().destroying, pool.stats().waiting], [1, 1]);
+        assertInvariant(pool.stats());
+        await clock.tickAsync(1);
+        await destroying;
+        const next = await settled(waiting, "served by a new resource");
+        assert.equal(factory.createCalls, 2);
+        assert.equal(factory.alive, 1);
+        await next.release();
+      }, factory);
+    });
+  });
+
+  it("Pool frees the slot of a destroy that exceeds destroyTimeoutMs", async () => {
+    await withFakeTime(async (clock) => {
+      const factory = new FakeFactory();
+      factory.destroy = () => new Promise<void>(() => {});
+      await withClockPool(clock, { max: 1, destroyTimeoutMs: 100 }, async (pool) => {
+        const lease = await pool.acquire();
+        const destroying = lease.destroy();
+        const waiting = pool.acquire({ timeoutMs: Infinity });
+        await clock.tickAsync(99);
+        await assertPending(destroying);
+        assert.equal(pool.stats().destroying, 1);
+        await clock.tickAsync(1);
+        await destroying; // resolves: release() and destroy() never reject
+        const next = await settled(waiting, "served by a new resource");
+        const s = pool.stats();
+        assert.deepEqual([s.destroying, s.destroyed, s.created, s.active], [0, 1, 2, 1]);
+        assertInvariant(s);
+        await next.release();
+      }, factory);
+    });
+  });
+
+  it("Pool destroys a resource whose synchronous validate() throws", async () => {
+    await withFakeTime(async (clock) => {
+      let throws = true;
+      const factory = Object.assign(new FakeFactory(), {
+        validate: () => {
+          if (throws) throw new Error("validate failed");
+          return true;
+        },
+      });
+      await withClockPool(clock, { max: 1 }, async (pool) => {
+        await (await pool.acquire()).release();
+        await clock.tickAsync(1_000);
+        const lease = await pool.acquire();
+        throws = false;
+        assert.equal(lease.value, factory.created[1]);
+        assert.equal(factory.created[0].destroyed, true);
+        const s = pool.stats();
+        assert.deepEqual([s.validationFailures, s.validating, s.total], [1, 0, 1]);
+        await lease.release();
+      }, factory);
     });
   });
 
