@@ -26,6 +26,7 @@
  */
 
 import type { Factory, ResourceInfo } from "../options.ts";
+import { raceSignal } from "./_signal.ts";
 
 export type { Factory, ResourceInfo };
 
@@ -46,24 +47,6 @@ export interface DenoKvFactoryOptions<K extends KvHandle> {
   openKv?: OpenKv<K>;
   /** The key `validate()` reads. @default {["__edgepool", "validate"]} */
   validateKey?: readonly unknown[];
-}
-
-function raceSignal<R>(work: Promise<R>, signal: AbortSignal): Promise<R> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<R>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    work.then(
-      (value) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(value);
-      },
-      (error) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(error);
-      },
-    );
-  });
 }
 
 /** `Deno.openKv` when this runtime has it (Deno with KV enabled). */

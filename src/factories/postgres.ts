@@ -26,6 +26,7 @@
  */
 
 import type { Factory, ResourceInfo } from "../options.ts";
+import { raceSignal } from "./_signal.ts";
 
 export type { Factory, ResourceInfo };
 
@@ -211,24 +212,6 @@ interface State {
 }
 
 const noop = () => {};
-
-function raceSignal<R>(work: PromiseLike<R>, signal: AbortSignal): Promise<R> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<R>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    work.then(
-      (value) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(value);
-      },
-      (error) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(error);
-      },
-    );
-  });
-}
 
 function checkDuration(what: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback;
