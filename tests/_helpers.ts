@@ -83,11 +83,13 @@ export class FakeFactory implements Factory<FakeResource> {
       signal.addEventListener("abort", onAbort, { once: true });
       if (step === "hang") return;
       const ms = "delayMs" in step ? step.delayMs : step.failAfterMs;
-      setTimeout(() => {
+      const timer = setTimeout(() => {
         signal.removeEventListener("abort", onAbort);
         if ("failAfterMs" in step) reject(new Error(message));
         else resolve();
       }, ms);
+      // An abort ends the step: its timer must not outlive it.
+      signal.addEventListener("abort", () => clearTimeout(timer), { once: true });
     });
   }
 }
