@@ -91,12 +91,12 @@ export class Histogram {
   #sum = 0;
   #max = 0;
 
-  /** Records one duration. */
-  record(ms: number): void {
+  /** Records one duration, standing for `weight` of them (a sampled one stands for several). */
+  record(ms: number, weight = 1): void {
     if (!(ms >= 0)) ms = 0;
-    this.#counts[bucketOf(ms)]++;
-    this.#n++;
-    this.#sum += ms;
+    this.#counts[bucketOf(ms)] += weight;
+    this.#n += weight;
+    this.#sum += ms * weight;
     if (ms > this.#max) this.#max = ms;
   }
 

@@ -148,6 +148,29 @@ describe("Pool.stats()", () => {
     });
   });
 
+  it("Pool.stats().waitMs estimates a long queue's waits from a sample, without bias", async () => {
+    // With 200 queued and nobody listening to events, only some waits are timed (each standing
+    // for several): the figures must still match the exact ones closely.
+    await withFakeTime(async (clock) => {
+      await withClockPool(clock, { max: 1 }, async (pool) => {
+        let lease = await pool.acquire();
+        const queued = Array.from({ length: 200 }, () => pool.acquire({ timeoutMs: Infinity }));
+        for (const next of queued) {
+          await clock.tickAsync(10);
+          await lease.release();
+          lease = await next; // the i-th waited 10 × (i + 1) ms
+        }
+        await lease.release();
+        const { waitMs, acquired } = pool.stats();
+        assert.equal(acquired, 201);
+        // Exact: 1 wait of 0 ms and 200 of 10 … 2 000 ms: avg 995, p50 1 000, max 2 000.
+        assert.ok(Math.abs(waitMs.avg - 995) < 0.05 * 995, `avg ${waitMs.avg}`);
+        assert.ok(Math.abs(waitMs.p50 - 1_000) < 0.1 * 1_000, `p50 ${waitMs.p50}`);
+        assert.ok(waitMs.p99 > 1_800 && waitMs.p99 <= 2_000, `p99 ${waitMs.p99}`);
+      });
+    });
+  });
+
   it("Pool.stats() counts each outcome in its own counter", async () => {
     await withFakeTime(async (clock) => {
       await withClockPool(clock, { max: 1, maxWaiting: 1 }, async (pool, factory) => {
