@@ -325,12 +325,23 @@ export function runScript(
   timeoutMs: number,
 ): Promise<ScriptRun> {
   const path = file instanceof URL ? fileURLToPath(file) : resolvePath(ROOT_DIR, file);
-  const args = runtime === "deno" ? ["run", "-A", path] : [path];
+  return runBinary(runtime, runtime === "deno" ? ["run", "-A", path] : [path], timeoutMs);
+}
+
+/**
+ * Runs `node_modules/.bin/<binary> ...args` in the repository (real timers, even under fake
+ * time) and resolves with how it ended; killed with SIGKILL after `timeoutMs`.
+ */
+export function runBinary(
+  binary: Runtime,
+  args: readonly string[],
+  timeoutMs: number,
+): Promise<ScriptRun> {
   const env: Record<string, string | undefined> = { ...process.env };
   delete env.NODE_TEST_CONTEXT; // set by `node --test`: a node child would act as its worker
   return new Promise((resolve, reject) => {
     const started = realNow();
-    const child = spawn(joinPath(BIN_DIR, runtime), args, {
+    const child = spawn(joinPath(BIN_DIR, binary), args, {
       cwd: ROOT_DIR,
       env,
       stdio: ["ignore", "pipe", "pipe"],
