@@ -220,6 +220,8 @@ describe("npm package", () => {
   }
 
   it("a TypeScript consumer gets the package's types (moduleResolution nodenext)", () => {
+    // Without the setup's temp project, `app` is "" and the write would land in the repository.
+    assert.notEqual(app, "", "the package was not built and installed (see the setup's error)");
     writeFileSync(
       join(app, "tsconfig.json"),
       JSON.stringify({
