@@ -13,7 +13,9 @@ import type { PoolStats } from "./stats.ts";
 
 /** The state summary appended to error messages, e.g. `10 in use, 7 waiting`. */
 export function describeState(stats: PoolStats): string {
-  return `${stats.active} in use, ${stats.idle} idle, ${stats.waiting} waiting, ` +
+  // Resources being validated or reset are named only when there are some.
+  const checking = stats.validating > 0 ? `${stats.validating} being checked, ` : "";
+  return `${stats.active} in use, ${checking}${stats.idle} idle, ${stats.waiting} waiting, ` +
     `${stats.creating} creating, max ${stats.max}`;
 }
 

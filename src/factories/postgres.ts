@@ -417,7 +417,12 @@ export function postgresFactory<S extends PostgresClient, O extends object>(
     },
 
     isBroken(sql: S, error: unknown): boolean {
-      return states.get(sql)?.dead === true || isConnectionError(error);
+      const state = states.get(sql);
+      // The socket is gone: destroy() must not wait for it to drain. postgres.js never settles
+      // end() for a socket that failed (ECONNRESET) with a query in flight, so it would take
+      // the whole endTimeoutMs, holding the caller's error and the pool's slot.
+      if (state !== undefined && isConnectionError(error)) state.dead = true;
+      return state?.dead === true || isConnectionError(error);
     },
   };
 }
