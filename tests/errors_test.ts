@@ -75,6 +75,20 @@ describe("AcquireTimeoutError", () => {
     });
   });
 
+  it("AcquireTimeoutError counts resources being validated in the state it reports", async () => {
+    await withFakeTime(async (clock) => {
+      const factory = new FakeFactory();
+      await withClockPool(clock, { max: 1, validateBypassMs: 0 }, async (pool) => {
+        await (await pool.acquire()).release();
+        factory.validatePlan = ["hang"]; // the idle one is stuck in validation
+        const waiting = rejection(pool.acquire({ timeoutMs: 50 }));
+        await clock.tickAsync(50);
+        const error = assertPoolError(await waiting, AcquireTimeoutError, "AcquireTimeoutError");
+        assert.match(error.message, /\(0 in use, 1 being checked, 0 idle, 1 waiting, 0 creating/);
+      }, factory);
+    });
+  });
+
   it("AcquireTimeoutError carries the last create error as its cause and names its kind, never its text", async () => {
     await withFakeTime(async (clock) => {
       const factory = new FakeFactory();
