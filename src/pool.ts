@@ -720,7 +720,8 @@ export class Pool<T> implements AsyncDisposable {
     r.origin = origin;
     this.#acquired++;
     if (hit) this.#hits++;
-    if (weight > 0) this.#waits.record(waitedMs, weight);
+    if (weight === 1 && waitedMs === 0) this.#waits.recordZero();
+    else if (weight > 0) this.#waits.record(waitedMs, weight);
     if (this.#hub.active) {
       this.#hub.emit({ type: "acquire", time: Date.now(), id: r.id, waitedMs, hit });
     }
@@ -737,10 +738,12 @@ export class Pool<T> implements AsyncDisposable {
   }
 
   /** A resource became available: to the first waiter, else idle. */
-  #offer(r: Resource<T>): void {
-    if (this.#closed) return void this.#destroy(r, "close");
-    if (r.evicted) return void this.#destroy(r, "evicted");
-    if (this.#expired(r)) return void this.#destroy(r, "lifetime");
+  #offer(r: Resource<T>, checked = false): void {
+    if (!checked) {
+      if (this.#closed) return void this.#destroy(r, "close");
+      if (r.evicted) return void this.#destroy(r, "evicted");
+      if (this.#expired(r)) return void this.#destroy(r, "lifetime");
+    }
     const w = this.#waiters.head;
     if (w) {
       this.#settleWaiter(w);
@@ -1049,7 +1052,7 @@ export class Pool<T> implements AsyncDisposable {
     if (reason !== undefined) return this.#destroy(r, reason);
     r.returnedAt = r.checkedAt = now;
     if (this.#factory.reset === undefined) {
-      this.#offer(r);
+      this.#offer(r, true); // #release just made #offer's checks
       return RESOLVED;
     }
     this.#move(r, "checking");
