@@ -16,6 +16,7 @@
  */
 import process from "node:process";
 import { AcquireTimeoutError, type Lease, Pool } from "../mod.ts";
+import { countingSignal } from "../tests/_signals.ts";
 
 // ---------------------------------------------------------------- settings
 
@@ -111,43 +112,6 @@ let timersSet = 0;
   };
 }
 
-/** A signal whose abort listeners are counted: one still attached after settling is a leak. */
-function countedSignal(controller: AbortController): { signal: AbortSignal; live(): number } {
-  const signal = controller.signal;
-  const live = new Set<unknown>();
-  const wrapped = new Map<unknown, EventListener>();
-  const add = signal.addEventListener.bind(signal);
-  const remove = signal.removeEventListener.bind(signal);
-  signal.addEventListener = (
-    type: string,
-    listener: EventListenerOrEventListenerObject | null,
-    options?: boolean | AddEventListenerOptions,
-  ) => {
-    if (listener === null) return;
-    const once = typeof options === "object" && options.once === true;
-    const tracked: EventListener = (event) => {
-      if (once) live.delete(listener);
-      if (typeof listener === "function") listener.call(signal, event);
-      else listener.handleEvent(event);
-    };
-    live.add(listener);
-    wrapped.set(listener, tracked);
-    add(type, tracked, options);
-  };
-  signal.removeEventListener = (
-    type: string,
-    listener: EventListenerOrEventListenerObject | null,
-    options?: boolean | EventListenerOptions,
-  ) => {
-    if (listener === null) return;
-    live.delete(listener);
-    const tracked = wrapped.get(listener);
-    wrapped.delete(listener);
-    if (tracked) remove(type, tracked, options);
-  };
-  return { signal, live: () => live.size };
-}
-
 // ---------------------------------------------------------------- the run
 
 interface Checkpoint {
@@ -177,7 +141,7 @@ const pool = new Pool({
   idleTimeoutMs: 0,
   onEvent: (e) => void events.set(e.type, (events.get(e.type) ?? 0) + 1),
 });
-const shared = countedSignal(new AbortController());
+const shared = countingSignal(); // an abort listener still attached after settling is a leak
 let leftOnAbortSignals = 0;
 
 /** Aborts and timeouts wait in the queue while every resource is held, so none is served. */
@@ -189,20 +153,19 @@ async function queuedFailures(kinds: Kind[]): Promise<void> {
   const aborts: (() => void)[] = [];
   for (const kind of kinds) {
     if (kind === "abort") {
-      const controller = new AbortController();
-      const counted = countedSignal(controller);
+      const counted = countingSignal();
       const reason = new Error("soak abort");
       waits.push(
         pool.acquire({ signal: counted.signal }).then(
           () => check(false, "an aborted acquire was served"),
           (error) => {
             check(error === reason, "an aborted acquire rejects with signal.reason");
-            leftOnAbortSignals += counted.live();
+            leftOnAbortSignals += counted.listeners();
             done.abort++;
           },
         ),
       );
-      aborts.push(() => controller.abort(reason));
+      aborts.push(() => counted.controller.abort(reason));
     } else {
       waits.push(
         pool.acquire({ timeoutMs: 1, signal: shared.signal }).then(
@@ -249,12 +212,12 @@ function checkpoint(cycles: number, gcKind: string): Checkpoint {
   if (gcKind !== "none") collect();
   const s = pool.stats();
   check(s.waiting === 0 && s.active === 0, "nothing waits or is leased between rounds");
-  check(shared.live() === 0, "no listener left on the shared signal");
+  check(shared.listeners() === 0, "no listener left on the shared signal");
   return {
     cycles,
     heapMB: Math.round(heapMB() * 100) / 100,
     timers: liveTimers.size,
-    listeners: shared.live() + leftOnAbortSignals,
+    listeners: shared.listeners() + leftOnAbortSignals,
     created: s.created,
     idle: s.idle,
   };

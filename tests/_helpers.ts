@@ -1,6 +1,6 @@
 /**
- * Shared test helpers: a scripted fake factory, pending-promise checks, a pool wrapper that
- * always closes, fake timers, and the pool's accounting invariant.
+ * Shared test helpers: a scripted fake factory, pending-promise checks, pool wrappers that
+ * always close, fake timers, stats snapshots, and the pool's accounting invariant.
  */
 import assert from "node:assert/strict";
 import * as FakeTimers from "@sinonjs/fake-timers";
@@ -8,7 +8,16 @@ import { spawn } from "node:child_process";
 import { join as joinPath, resolve as resolvePath } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
-import { type Factory, Pool, type PoolEvent, type PoolOptions, type PoolStats } from "../mod.ts";
+import {
+  type Factory,
+  type Lease,
+  Pool,
+  type PoolEvent,
+  type PoolOptions,
+  type PoolStats,
+} from "../mod.ts";
+
+export { countingSignal } from "./_signals.ts";
 
 /** A resource made by {@linkcode FakeFactory}. */
 export interface FakeResource {
@@ -126,17 +135,83 @@ export function assertInvariant(s: PoolStats): void {
 }
 
 /** Runs `fn` with a fresh pool over a fresh FakeFactory; always closes the pool. */
-export async function withPool(
+export function withPool(
   options: PoolOptions,
   fn: (pool: Pool<FakeResource>, factory: FakeFactory) => Promise<void>,
   factory = new FakeFactory(),
+): Promise<void> {
+  return runPool(options, fn, factory, (pool) => pool.close({ timeoutMs: 0 }));
+}
+
+/** {@linkcode withPool} for a test body that awaits nothing. */
+export function withPoolSync(
+  options: PoolOptions,
+  fn: (pool: Pool<FakeResource>) => void,
+): Promise<void> {
+  return withPool(options, (pool) => Promise.resolve(fn(pool)));
+}
+
+/** Runs `fn` with a pool over `factory`, then closes it with `close`, even when `fn` throws. */
+async function runPool(
+  options: PoolOptions,
+  fn: (pool: Pool<FakeResource>, factory: FakeFactory) => Promise<void>,
+  factory: FakeFactory,
+  close: (pool: Pool<FakeResource>) => Promise<void>,
 ): Promise<void> {
   const pool = new Pool(factory, options);
   try {
     await fn(pool, factory);
   } finally {
-    await pool.close({ timeoutMs: 0 });
+    await close(pool);
   }
+}
+
+/** Runs `promise` to its rejection and returns the error; fails the test when it resolves. */
+export async function rejection(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  assert.fail("expected a rejection");
+}
+
+/** A consistent stats snapshot of an idle pool with `max: 10`, with `overrides` applied. */
+export function statsSnapshot(overrides: Partial<PoolStats> = {}): PoolStats {
+  return {
+    total: 0,
+    idle: 0,
+    active: 0,
+    validating: 0,
+    creating: 0,
+    destroying: 0,
+    waiting: 0,
+    min: 0,
+    max: 10,
+    acquired: 0,
+    released: 0,
+    created: 0,
+    destroyed: 0,
+    timedOut: 0,
+    aborted: 0,
+    exhausted: 0,
+    createErrors: 0,
+    validations: 0,
+    validationFailures: 0,
+    hitRate: 1,
+    waitMs: { avg: 0, p50: 0, p99: 0, max: 0 },
+    ...overrides,
+  };
+}
+
+/** Leases `n` resources at once (so they are created together, at the same instant). */
+export function leaseMany(pool: Pool<FakeResource>, n: number): Promise<Lease<FakeResource>[]> {
+  return Promise.all(Array.from({ length: n }, () => pool.acquire()));
+}
+
+/** Releases every lease in `leases`. */
+export async function releaseAll(leases: Lease<FakeResource>[]): Promise<void> {
+  await Promise.all(leases.map((lease) => lease.release()));
 }
 
 /** Installs fake timers (setTimeout, setInterval, Date, performance) for one test. */
@@ -178,51 +253,6 @@ export async function withFakeTime(
   }
 }
 
-/**
- * A real AbortSignal whose `addEventListener` / `removeEventListener` are instrumented, so a
- * test can see how many listeners are still attached (`listeners()`).
- */
-export function countingSignal(): {
-  controller: AbortController;
-  signal: AbortSignal;
-  listeners(): number;
-} {
-  const controller = new AbortController();
-  const signal = controller.signal;
-  const live = new Set<unknown>();
-  const wrappers = new Map<unknown, EventListener>();
-  const add = signal.addEventListener.bind(signal);
-  const remove = signal.removeEventListener.bind(signal);
-  signal.addEventListener = (
-    type: string,
-    listener: EventListenerOrEventListenerObject | null,
-    options?: boolean | AddEventListenerOptions,
-  ) => {
-    if (listener === null) return;
-    live.add(listener);
-    const once = typeof options === "object" && options.once === true;
-    // A `once` listener is gone after it ran: forget it then, too.
-    const tracked: EventListener = (event) => {
-      if (once) live.delete(listener);
-      if (typeof listener === "function") listener.call(signal, event);
-      else listener.handleEvent(event);
-    };
-    wrappers.set(listener, tracked);
-    add(type, tracked, options);
-  };
-  signal.removeEventListener = (
-    type: string,
-    listener: EventListenerOrEventListenerObject | null,
-    options?: boolean | EventListenerOptions,
-  ) => {
-    if (listener === null) return;
-    live.delete(listener);
-    const tracked = wrappers.get(listener);
-    if (tracked) remove(type, tracked, options);
-  };
-  return { controller, signal, listeners: () => live.size };
-}
-
 /** A seeded pseudo-random generator in [0, 1) (mulberry32), so a failing run can be replayed. */
 export function seededRandom(seed: number): () => number {
   return () => {
@@ -239,6 +269,11 @@ export function eventsOf<K extends PoolEvent["type"]>(
   type: K,
 ): Extract<PoolEvent, { type: K }>[] {
   return events.filter((e): e is Extract<PoolEvent, { type: K }> => e.type === type);
+}
+
+/** The `destroy` events among `events`. */
+export function destroys(events: PoolEvent[]): Extract<PoolEvent, { type: "destroy" }>[] {
+  return eventsOf(events, "destroy");
 }
 
 /** What {@linkcode withTimedPool} hands its callback. */
@@ -263,12 +298,12 @@ export async function withTimedPool(
   const clock = fakeTime();
   const events: PoolEvent[] = [];
   try {
-    const pool = new Pool(factory, { ...options, onEvent: (event) => events.push(event) });
-    try {
-      await fn({ pool, factory, clock, events });
-    } finally {
-      await closeUnderFakeTime(pool, clock);
-    }
+    await withClockPool(
+      clock,
+      { ...options, onEvent: (event) => events.push(event) },
+      (pool) => fn({ pool, factory, clock, events }),
+      factory,
+    );
   } finally {
     clock.uninstall();
   }
@@ -373,18 +408,13 @@ export function runBinary(
  * {@linkcode closeUnderFakeTime}, so a test that fails halfway (a create or validation still
  * waiting on a fake timer) reports its failure instead of hanging in close().
  */
-export async function withClockPool(
+export function withClockPool(
   clock: ReturnType<typeof fakeTime>,
   options: PoolOptions,
   fn: (pool: Pool<FakeResource>, factory: FakeFactory) => Promise<void>,
   factory = new FakeFactory(),
 ): Promise<void> {
-  const pool = new Pool(factory, options);
-  try {
-    await fn(pool, factory);
-  } finally {
-    await closeUnderFakeTime(pool, clock);
-  }
+  return runPool(options, fn, factory, (pool) => closeUnderFakeTime(pool, clock));
 }
 
 /** Makes an Error in this module: a control for probes that watch `new Error()` elsewhere. */

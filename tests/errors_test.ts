@@ -11,20 +11,11 @@ import {
 import {
   closeUnderFakeTime,
   FakeFactory,
+  rejection,
   withClockPool,
   withFakeTime,
   withPool,
 } from "./_helpers.ts";
-
-/** Runs `promise` to its rejection and returns the error. */
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  assert.fail("expected a rejection");
-}
 
 /** What every pool error shares: class, literal name, a stats snapshot, a well-formed message. */
 function assertPoolError<E extends PoolError>(

@@ -7,45 +7,11 @@ import {
   countingSignal,
   FakeFactory,
   flush,
+  statsSnapshot,
   withFakeTime,
   withPool,
+  withPoolSync,
 } from "./_helpers.ts";
-
-/** {@linkcode withPool} for a test body that awaits nothing. */
-function withPoolSync(
-  options: Parameters<typeof withPool>[0],
-  fn: (pool: Parameters<Parameters<typeof withPool>[1]>[0]) => void,
-): Promise<void> {
-  return withPool(options, (pool) => Promise.resolve(fn(pool)));
-}
-
-/** A consistent snapshot of an idle pool, with `overrides` applied. */
-function snapshot(overrides: Partial<PoolStats> = {}): PoolStats {
-  return {
-    total: 0,
-    idle: 0,
-    active: 0,
-    validating: 0,
-    creating: 0,
-    destroying: 0,
-    waiting: 0,
-    min: 0,
-    max: 10,
-    acquired: 0,
-    released: 0,
-    created: 0,
-    destroyed: 0,
-    timedOut: 0,
-    aborted: 0,
-    exhausted: 0,
-    createErrors: 0,
-    validations: 0,
-    validationFailures: 0,
-    hitRate: 1,
-    waitMs: { avg: 0, p50: 0, p99: 0, max: 0 },
-    ...overrides,
-  };
-}
 
 const codes = (s: PoolStats, t?: Parameters<typeof poolHealth>[1]) =>
   poolHealth(s, t).alerts.map((a) => a.code);
@@ -82,17 +48,17 @@ describe("Pool.health()", () => {
   });
 
   it("Pool.health() raises high-utilization above the threshold, not at it", () => {
-    assert.deepEqual(codes(snapshot({ active: 9, max: 10 })), []);
-    assert.deepEqual(codes(snapshot({ active: 10, max: 10 })), ["high-utilization"]);
-    assert.deepEqual(codes(snapshot({ active: 6, max: 10 }), { utilization: 0.5 }), [
+    assert.deepEqual(codes(statsSnapshot({ active: 9, max: 10 })), []);
+    assert.deepEqual(codes(statsSnapshot({ active: 10, max: 10 })), ["high-utilization"]);
+    assert.deepEqual(codes(statsSnapshot({ active: 6, max: 10 }), { utilization: 0.5 }), [
       "high-utilization",
     ]);
-    const [alert] = poolHealth(snapshot({ active: 10, max: 10 })).alerts;
+    const [alert] = poolHealth(statsSnapshot({ active: 10, max: 10 })).alerts;
     assert.equal(
       alert.message,
       "high utilization: 10 of max 10 resources in use (100 %, threshold 90 %)",
     );
-    assert.equal(poolHealth(snapshot({ active: 3, max: 4 })).utilization, 0.75);
+    assert.equal(poolHealth(statsSnapshot({ active: 3, max: 4 })).utilization, 0.75);
   });
 
   it("Pool.health() raises slow-wait when the p99 acquire wait is above the threshold", async () => {
@@ -111,31 +77,34 @@ describe("Pool.health()", () => {
         assert.deepEqual(pool.health({ waitP99Ms: 2_000 }).alerts, []);
       });
     });
-    assert.deepEqual(codes(snapshot({ waitMs: { avg: 1, p50: 1, p99: 1_000, max: 1_000 } })), []);
+    assert.deepEqual(
+      codes(statsSnapshot({ waitMs: { avg: 1, p50: 1, p99: 1_000, max: 1_000 } })),
+      [],
+    );
   });
 
   it("Pool.health() raises low-hit-rate only once minAcquires acquires were served", () => {
-    assert.deepEqual(codes(snapshot({ acquired: 19, hitRate: 0.5 })), []);
-    assert.deepEqual(codes(snapshot({ acquired: 20, hitRate: 0.5 })), ["low-hit-rate"]);
-    assert.deepEqual(codes(snapshot({ acquired: 20, hitRate: 0.8 })), []);
-    assert.deepEqual(codes(snapshot({ acquired: 5, hitRate: 0.5 }), { minAcquires: 5 }), [
+    assert.deepEqual(codes(statsSnapshot({ acquired: 19, hitRate: 0.5 })), []);
+    assert.deepEqual(codes(statsSnapshot({ acquired: 20, hitRate: 0.5 })), ["low-hit-rate"]);
+    assert.deepEqual(codes(statsSnapshot({ acquired: 20, hitRate: 0.8 })), []);
+    assert.deepEqual(codes(statsSnapshot({ acquired: 5, hitRate: 0.5 }), { minAcquires: 5 }), [
       "low-hit-rate",
     ]);
     assert.equal(
-      poolHealth(snapshot({ acquired: 40, hitRate: 0.45 })).alerts[0].message,
+      poolHealth(statsSnapshot({ acquired: 40, hitRate: 0.45 })).alerts[0].message,
       "low hit rate: 45 % of 40 acquires found an idle resource (threshold 80 %)",
     );
   });
 
   it("Pool.health() raises create-errors above 10 % of the creates attempted", async () => {
-    assert.deepEqual(codes(snapshot({ created: 9, createErrors: 1 })), []);
-    assert.deepEqual(codes(snapshot({ created: 9, createErrors: 2 })), ["create-errors"]);
+    assert.deepEqual(codes(statsSnapshot({ created: 9, createErrors: 1 })), []);
+    assert.deepEqual(codes(statsSnapshot({ created: 9, createErrors: 2 })), ["create-errors"]);
     assert.equal(
-      poolHealth(snapshot({ created: 9, createErrors: 2 })).alerts[0].message,
+      poolHealth(statsSnapshot({ created: 9, createErrors: 2 })).alerts[0].message,
       "create errors: 2 of 11 creates failed (18.2 %, threshold 10 %)",
     );
     assert.deepEqual(
-      codes(snapshot({ created: 9, createErrors: 2 }), { createErrorRate: 0.2 }),
+      codes(statsSnapshot({ created: 9, createErrors: 2 }), { createErrorRate: 0.2 }),
       [],
     );
 
@@ -154,22 +123,24 @@ describe("Pool.health()", () => {
   });
 
   it("Pool.health() raises validation-failures above 10 % of the validations", () => {
-    assert.deepEqual(codes(snapshot({ validations: 10, validationFailures: 1 })), []);
-    assert.deepEqual(codes(snapshot({ validations: 10, validationFailures: 2 })), [
+    assert.deepEqual(codes(statsSnapshot({ validations: 10, validationFailures: 1 })), []);
+    assert.deepEqual(codes(statsSnapshot({ validations: 10, validationFailures: 2 })), [
       "validation-failures",
     ]);
     assert.equal(
-      poolHealth(snapshot({ validations: 10, validationFailures: 2 })).alerts[0].message,
+      poolHealth(statsSnapshot({ validations: 10, validationFailures: 2 })).alerts[0].message,
       "validation failures: 2 of 10 validations failed (20 %, threshold 10 %)",
     );
     assert.deepEqual(
-      codes(snapshot({ validations: 10, validationFailures: 2 }), { validationFailureRate: 0.5 }),
+      codes(statsSnapshot({ validations: 10, validationFailures: 2 }), {
+        validationFailureRate: 0.5,
+      }),
       [],
     );
   });
 
   it("Pool.health() is healthy exactly when there is no alert", () => {
-    const sick = poolHealth(snapshot({ active: 10, idle: 0, waiting: 1, createErrors: 5 }));
+    const sick = poolHealth(statsSnapshot({ active: 10, idle: 0, waiting: 1, createErrors: 5 }));
     assert.equal(sick.healthy, false);
     assert.deepEqual(sick.alerts.map((a) => a.code), [
       "exhausted",

@@ -5,37 +5,19 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import {
-  type Factory,
-  type Lease,
-  Pool,
-  type PoolEvent,
-  type PoolOptions,
-  type ResourceInfo,
-} from "../mod.ts";
+import { type Factory, Pool, type PoolOptions, type ResourceInfo } from "../mod.ts";
 import {
   closeUnderFakeTime,
-  eventsOf,
+  destroys,
   FakeFactory,
   type FakeResource,
   fakeTime,
   flush,
+  leaseMany,
+  releaseAll,
   seededRandom,
   withTimedPool,
 } from "./_helpers.ts";
-
-function destroys(events: PoolEvent[]): Extract<PoolEvent, { type: "destroy" }>[] {
-  return eventsOf(events, "destroy");
-}
-
-/** Leases `n` resources at once (so they are created together, at the same instant). */
-function leaseMany(pool: Pool<FakeResource>, n: number): Promise<Lease<FakeResource>[]> {
-  return Promise.all(Array.from({ length: n }, () => pool.acquire()));
-}
-
-async function releaseAll(leases: Lease<FakeResource>[]): Promise<void> {
-  await Promise.all(leases.map((lease) => lease.release()));
-}
 
 /** Runs `fn` with `Math.random` replaced by `random`; restores it after. */
 async function withRandom(random: () => number, fn: () => Promise<void>): Promise<void> {

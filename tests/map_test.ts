@@ -10,15 +10,8 @@ import {
   seededRandom,
   withFakeTime,
   withPool,
+  withPoolSync,
 } from "./_helpers.ts";
-
-/** {@linkcode withPool} for a test body that awaits nothing. */
-function withPoolSync(
-  options: Parameters<typeof withPool>[0],
-  fn: (pool: Parameters<Parameters<typeof withPool>[1]>[0]) => void,
-): Promise<void> {
-  return withPool(options, (pool) => Promise.resolve(fn(pool)));
-}
 
 interface Deferred<T = void> {
   promise: Promise<T>;

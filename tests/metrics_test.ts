@@ -7,18 +7,16 @@ import {
   type MetricData,
   MetricReader,
 } from "@opentelemetry/sdk-metrics";
-import type { PoolStats } from "../mod.ts";
 import { instrumentPool } from "../src/metrics/otel.ts";
 import { prometheusText } from "../src/metrics/prometheus.ts";
-import { FakeFactory, flush, withFakeTime, withPool } from "./_helpers.ts";
-
-/** {@linkcode withPool} for a test body that awaits nothing. */
-function withPoolSync(
-  options: Parameters<typeof withPool>[0],
-  fn: (pool: Parameters<Parameters<typeof withPool>[1]>[0]) => void,
-): Promise<void> {
-  return withPool(options, (pool) => Promise.resolve(fn(pool)));
-}
+import {
+  FakeFactory,
+  flush,
+  statsSnapshot,
+  withFakeTime,
+  withPool,
+  withPoolSync,
+} from "./_helpers.ts";
 
 /** A reader the test collects from on demand. */
 class TestReader extends MetricReader {
@@ -466,33 +464,12 @@ describe("prometheusText()", () => {
   });
 
   it("prometheusText() writes NaN and infinities in the format's spelling", () => {
-    const stats = { hitRate: NaN, max: Infinity } as Partial<PoolStats>;
-    const source = {
-      stats: (): PoolStats => ({
-        total: 0,
-        idle: 0,
-        active: 0,
-        validating: 0,
-        creating: 0,
-        destroying: 0,
-        waiting: 0,
-        min: 0,
-        max: 0,
-        acquired: 0,
-        released: 0,
-        created: 0,
-        destroyed: 0,
-        timedOut: 0,
-        aborted: 0,
-        exhausted: 0,
-        createErrors: 0,
-        validations: 0,
-        validationFailures: 0,
-        hitRate: 1,
-        waitMs: { avg: 0, p50: 0, p99: 0, max: -Infinity },
-        ...stats,
-      }),
-    };
+    const stats = statsSnapshot({
+      hitRate: NaN,
+      max: Infinity,
+      waitMs: { avg: 0, p50: 0, p99: 0, max: -Infinity },
+    });
+    const source = { stats: () => stats };
     const text = prometheusText(source);
     parse(text);
     assert.match(text, /^edgepool_hit_ratio NaN$/m);

@@ -18,21 +18,12 @@ import {
   type FakeResource,
   flush,
   isPending,
+  rejection,
   seededRandom,
   withClockPool,
   withFakeTime,
   withPool,
 } from "./_helpers.ts";
-
-/** Runs `promise` to its rejection and returns the error. */
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  assert.fail("expected a rejection");
-}
 
 /** Asserts that `promise` has settled already and returns it: a failure, not a hang, when not. */
 async function settled<T>(promise: Promise<T>, what: string): Promise<T> {

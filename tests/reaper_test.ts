@@ -9,28 +9,19 @@ import assert from "node:assert/strict";
 import { type Lease, Pool, type PoolEvent } from "../mod.ts";
 import {
   closeUnderFakeTime,
+  destroys,
   eventsOf,
   FakeFactory,
   type FakeResource,
   fakeTime,
   flush,
+  leaseMany,
   makeError,
+  releaseAll,
   runScript,
   type Runtime,
   withTimedPool,
 } from "./_helpers.ts";
-
-function destroys(events: PoolEvent[]): Extract<PoolEvent, { type: "destroy" }>[] {
-  return eventsOf(events, "destroy");
-}
-
-function leaseMany(pool: Pool<FakeResource>, n: number): Promise<Lease<FakeResource>[]> {
-  return Promise.all(Array.from({ length: n }, () => pool.acquire()));
-}
-
-async function releaseAll(leases: Lease<FakeResource>[]): Promise<void> {
-  await Promise.all(leases.map((lease) => lease.release()));
-}
 
 /** Asserts that no event carries a negative duration. */
 function assertNoNegativeDurations(events: PoolEvent[]): void {

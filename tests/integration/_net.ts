@@ -1,6 +1,7 @@
 /**
  * Integration-test helpers: a TCP proxy that can stop forwarding (a connection that hangs
- * without closing, like a dropped NAT entry), and polling for a condition.
+ * without closing, like a dropped NAT entry), polling for a condition, and the peak of a count
+ * sampled while work runs.
  */
 import { connect, createServer, type Socket } from "node:net";
 
@@ -62,6 +63,37 @@ export function startProxy(targetPort: number): Promise<TcpProxy> {
       });
     });
   });
+}
+
+/** Resolves after `ms` real milliseconds. */
+export const sleep = (ms: number): Promise<void> =>
+  new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Runs `work` while sampling `count` every 5 ms, then samples once more after it finished;
+ * resolves with what `work` resolved to and the highest count seen. The sampling stops even
+ * when `work` rejects.
+ */
+export async function peakDuring<T>(
+  count: () => Promise<number>,
+  work: () => Promise<T>,
+): Promise<{ value: T; peak: number }> {
+  let peak = 0;
+  let done = false;
+  const sampler = (async () => {
+    while (!done) {
+      peak = Math.max(peak, await count());
+      await sleep(5);
+    }
+  })();
+  try {
+    const value = await work();
+    peak = Math.max(peak, await count());
+    return { value, peak };
+  } finally {
+    done = true;
+    await sampler;
+  }
 }
 
 /** Polls `check` every 20 ms until it returns true; throws after `timeoutMs`. */

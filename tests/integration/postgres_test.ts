@@ -13,7 +13,7 @@ import {
   type PostgresFactoryOptions,
 } from "../../src/factories/postgres.ts";
 import { type Cluster, freePort, startCluster } from "../../scripts/pg_cluster.ts";
-import { closePool, startProxy, waitFor } from "./_net.ts";
+import { closePool, peakDuring, sleep, startProxy, waitFor } from "./_net.ts";
 
 type Sql = ReturnType<typeof postgres>;
 
@@ -42,8 +42,6 @@ async function stateOf(pid: number): Promise<string> {
   );
   return row.state;
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe("postgresFactory with a running server", () => {
   before(async () => {
@@ -105,24 +103,19 @@ describe("postgresFactory with a running server", () => {
     const app = appName();
     const pool = new Pool(factory(app), { max: 4 });
     let most = 0;
-    let done = false;
-    const watcher = (async () => {
-      while (!done) {
-        most = Math.max(most, await cluster.connections(app));
-        await sleep(5);
-      }
-    })();
     try {
-      const jobs = Array.from(
-        { length: 60 },
-        (_, i) => pool.use(async (sql) => (await sql`select pg_sleep(0.003), ${i}::int as i`)[0].i),
+      const { value: results, peak } = await peakDuring(
+        () => cluster.connections(app),
+        () =>
+          Promise.all(Array.from(
+            { length: 60 },
+            (_, i) =>
+              pool.use(async (sql) => (await sql`select pg_sleep(0.003), ${i}::int as i`)[0].i),
+          )),
       );
-      const results = await Promise.all(jobs);
+      most = peak;
       assert.deepEqual(results, Array.from({ length: 60 }, (_, i) => i));
-      most = Math.max(most, await cluster.connections(app));
     } finally {
-      done = true;
-      await watcher;
       await closePool(pool);
     }
     assert.ok(most >= 2, `expected concurrency, saw ${most} connections`);

@@ -19,9 +19,7 @@ import {
 } from "../../examples/redis.ts";
 import { freePort } from "../../scripts/pg_cluster.ts";
 import { RUNTIME, runToEnd } from "../fixtures/examples_spawn.ts";
-import { closePool, startProxy, waitFor } from "./_net.ts";
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+import { closePool, peakDuring, sleep, startProxy, waitFor } from "./_net.ts";
 
 /** One redis-server child process; `stop()` and `start()` again on the same port. */
 interface RedisServer {
@@ -157,27 +155,22 @@ describe("redisFactory (examples/redis.ts) with a running redis-server", () => {
     const name = clientName();
     const pool = new Pool(factory(name), { max: 4 });
     let most = 0;
-    let done = false;
-    const watcher = (async () => {
-      while (!done) {
-        most = Math.max(most, (await clientIds(name)).length);
-        await sleep(5);
-      }
-    })();
     try {
-      // BLPOP with a timeout holds its connection on the server: one caller per connection.
-      const results = await Promise.all(
-        Array.from({ length: 60 }, (_, i) =>
-          pool.use(async (r) => {
-            await r.blPop(`${name}:empty`, 0.005);
-            return i;
-          })),
+      const { value: results, peak } = await peakDuring(
+        async () => (await clientIds(name)).length,
+        // BLPOP with a timeout holds its connection on the server: one caller per connection.
+        () =>
+          Promise.all(
+            Array.from({ length: 60 }, (_, i) =>
+              pool.use(async (r) => {
+                await r.blPop(`${name}:empty`, 0.005);
+                return i;
+              })),
+          ),
       );
+      most = peak;
       assert.deepEqual(results, Array.from({ length: 60 }, (_, i) => i));
-      most = Math.max(most, (await clientIds(name)).length);
     } finally {
-      done = true;
-      await watcher;
       await closePool(pool);
     }
     assert.ok(most >= 2, `expected concurrency, saw ${most} connections`);
