@@ -5,7 +5,7 @@
  * found it, which `check()` verifies after a trial run.
  *
  * Every contender gets its own task functions (no shared adapter), so that one library's type
- * feedback never slows another's call sites. Options are made equivalent: the same `max`, no
+ * feedback never slows another's call sites. pg-pool runs over a scripted client (`_pg_pool.ts`). Options are made equivalent: the same `max`, no
  * validation, no lifetime, idle timeouts too long to fire during a run, idle resources taken
  * LIFO where the library lets us choose. Where edgepool's default differs from its rivals',
  * the case says so: its `acquireTimeoutMs` defaults to 30 s, so the no-timeout cases pass
@@ -17,8 +17,9 @@
 
 import { createPool, type Pool as GenericPool } from "generic-pool";
 import { Pool as TarnPool } from "tarn";
-import { Pool, type PoolOptions } from "../mod.ts";
+import { Pool, type PoolEvent, type PoolOptions } from "../mod.ts";
 import { FloorPool } from "./_floor.ts";
+import { type PgPool, pgPool } from "./_pg_pool.ts";
 
 /** The pool size of the acquire cases. */
 export const MAX = 10;
@@ -34,6 +35,8 @@ const IDLE_TIMEOUT_MS = 3_600_000;
 const REAP_INTERVAL_MS = 3_600_000;
 /** The leak threshold of the leak-detection cases: never reached during a run. */
 const LEAK_MS = 60_000;
+/** Items of the pooled-map cases. */
+export const MAP_ITEMS = 100_000;
 
 /** One bench: a group, a name, and how to build its fixture. */
 export interface Case {
@@ -233,6 +236,19 @@ async function edgeMany(pool: Pool<Conn>): Promise<void> {
   await Promise.all(all);
 }
 
+async function edgeTaskNoAwait(pool: Pool<Conn>): Promise<void> {
+  const lease = await pool.acquire();
+  lease.value.uses++;
+  await TICK;
+  void lease.release();
+}
+
+async function edgeManyNoAwait(pool: Pool<Conn>): Promise<void> {
+  const all = new Array<Promise<void>>(TASKS);
+  for (let i = 0; i < TASKS; i++) all[i] = edgeTaskNoAwait(pool);
+  await Promise.all(all);
+}
+
 async function edgeTaskSignal(pool: Pool<Conn>, signal: AbortSignal): Promise<void> {
   const lease = await pool.acquire({ signal });
   lease.value.uses++;
@@ -346,6 +362,63 @@ async function tarnMany(pool: TarnPool<Conn>): Promise<void> {
   await Promise.all(all);
 }
 
+// ------------------------------------------------------------------ pg-pool
+
+async function pgPoolOf(timeoutMs?: number): Promise<PgPool> {
+  const { pool } = pgPool({
+    max: MAX,
+    connectionTimeoutMillis: timeoutMs ?? 0,
+    idleTimeoutMillis: IDLE_TIMEOUT_MS, // armed on every release above min, as pg-pool does
+  });
+  const clients = await Promise.all(Array.from({ length: MAX }, () => pool.connect()));
+  for (const client of clients) client.release();
+  return pool;
+}
+
+function pgCheck(pool: PgPool): () => void {
+  return () => {
+    expect("pg-pool idle", pool.idleCount, MAX);
+    expect("pg-pool total", pool.totalCount, MAX);
+    expect("pg-pool waiting", pool.waitingCount, 0);
+  };
+}
+
+async function pgOnce(pool: PgPool): Promise<void> {
+  const client = await pool.connect();
+  client.uses++;
+  client.release();
+}
+
+async function pgTask(pool: PgPool): Promise<void> {
+  const client = await pool.connect();
+  client.uses++;
+  await TICK;
+  client.release();
+}
+
+async function pgMany(pool: PgPool): Promise<void> {
+  const all = new Array<Promise<void>>(TASKS);
+  for (let i = 0; i < TASKS; i++) all[i] = pgTask(pool);
+  await Promise.all(all);
+}
+
+function pgRow(
+  many: boolean,
+  timeoutMs?: number,
+): [name: string, make: () => Promise<Fixture>] {
+  return [
+    "pg-pool",
+    async () => {
+      const pool = await pgPoolOf(timeoutMs);
+      return {
+        fn: (many ? pgMany : pgOnce).bind(undefined, pool),
+        check: pgCheck(pool),
+        close: () => pool.end(),
+      };
+    },
+  ];
+}
+
 // ------------------------------------------------------------------ fixtures
 
 function signals(n: number): AbortSignal[] {
@@ -353,6 +426,186 @@ function signals(n: number): AbortSignal[] {
 }
 
 const NOTHING = (): Promise<void> => Promise.resolve();
+
+// ------------------------------------------------------------------ leak detection
+
+/** What an events subscriber saw: a leak-detection case without one would capture nothing. */
+interface Seen {
+  n: number;
+}
+
+/** edgepool with an `onEvent` callback, so the acquirer's `Error` is captured when asked. */
+async function edgeWithCallback(leakDetectionMs: number): Promise<[Pool<Conn>, Seen]> {
+  const seen: Seen = { n: 0 };
+  const onEvent = (_event: PoolEvent): void => {
+    seen.n++;
+  };
+  const pool = await edgePool({ acquireTimeoutMs: Infinity, leakDetectionMs, onEvent });
+  return [pool, seen];
+}
+
+/** edgepool with a `pool.events()` iterator read in the background. */
+async function edgeWithReader(leakDetectionMs: number): Promise<[Pool<Conn>, Seen]> {
+  const seen: Seen = { n: 0 };
+  const pool = await edgePool({ acquireTimeoutMs: Infinity, leakDetectionMs });
+  const events = pool.events({ bufferSize: 4 * TASKS }); // an iteration's events fit: none dropped
+  void (async () => {
+    for await (const _event of events) seen.n++;
+  })();
+  return [pool, seen];
+}
+
+/** At rest, and the subscriber received events: it was live while the pool worked. */
+function seenCheck(pool: Pool<Conn>, seen: Seen): () => void {
+  const atRest = edgeCheck(pool);
+  return () => {
+    atRest();
+    if (seen.n === 0) throw new Error("bench fixture has no live events subscriber");
+  };
+}
+
+function leakRows(many: boolean): [name: string, make: () => Fixture | Promise<Fixture>][] {
+  const edgeFn = many ? edgeMany : edgeOnce;
+  const subscribed =
+    (make: (ms: number) => Promise<[Pool<Conn>, Seen]>, ms: number) => async () => {
+      const [pool, seen] = await make(ms);
+      return {
+        fn: edgeFn.bind(undefined, pool),
+        check: seenCheck(pool, seen),
+        close: () => pool.close(),
+      };
+    };
+  return [
+    ["floor", () => {
+      const pool = floorPool();
+      return {
+        fn: (many ? floorMany : floorOnce).bind(undefined, pool),
+        check: floorCheck(pool),
+        close: NOTHING,
+      };
+    }],
+    [`edgepool, leakDetectionMs ${LEAK_MS}, no subscriber (captures nothing)`, async () => {
+      const pool = await edgePool({ acquireTimeoutMs: Infinity, leakDetectionMs: LEAK_MS });
+      return {
+        fn: edgeFn.bind(undefined, pool),
+        check: edgeCheck(pool),
+        close: () => pool.close(),
+      };
+    }],
+    ["edgepool + onEvent, leak detection off", subscribed(edgeWithCallback, 0)],
+    [`edgepool + onEvent, leakDetectionMs ${LEAK_MS}`, subscribed(edgeWithCallback, LEAK_MS)],
+    [`edgepool + events() read, leakDetectionMs ${LEAK_MS}`, subscribed(edgeWithReader, LEAK_MS)],
+    ["floor + new Error(), stack read lazily", () => {
+      const pool = floorPool();
+      return {
+        fn: (many ? floorManyLazyStack : floorOnceLazyStack).bind(undefined, pool),
+        check: floorCheck(pool),
+        close: NOTHING,
+      };
+    }],
+    ["floor + new Error().stack", () => {
+      const pool = floorPool();
+      return {
+        fn: (many ? floorManyStack : floorOnceStack).bind(undefined, pool),
+        check: floorCheck(pool),
+        close: NOTHING,
+      };
+    }],
+  ];
+}
+
+// ------------------------------------------------------------------ pooled map
+
+const ITEMS: readonly number[] = Array.from({ length: MAP_ITEMS }, (_, i) => i);
+/** The sum of every result: proves that each item ran exactly once. */
+const MAP_SUM = MAP_ITEMS * (MAP_ITEMS - 1);
+
+/** The work per item: it returns a promise, as pooled work does. */
+function mapItem(conn: Conn, item: number): Promise<number> {
+  conn.uses++;
+  return Promise.resolve(item * 2);
+}
+
+function mapCheck(atRest: () => void): () => void {
+  return () => {
+    atRest();
+    expect("map sum", sink, MAP_SUM);
+  };
+}
+
+interface Cursor {
+  i: number;
+}
+
+async function floorMapWorker(pool: FloorPool<Conn>, out: number[], next: Cursor): Promise<void> {
+  while (next.i < MAP_ITEMS) {
+    const i = next.i++;
+    const conn = await pool.acquire();
+    try {
+      out[i] = await mapItem(conn, ITEMS[i]);
+    } finally {
+      pool.release(conn);
+    }
+  }
+}
+
+/** The hand-written loop: `MAX` workers pull the next item, lease, run it, release. */
+async function floorMap(pool: FloorPool<Conn>, out: number[]): Promise<void> {
+  const next: Cursor = { i: 0 };
+  const workers = new Array<Promise<void>>(MAX);
+  for (let w = 0; w < MAX; w++) workers[w] = floorMapWorker(pool, out, next);
+  await Promise.all(workers);
+  let sum = 0;
+  for (let i = 0; i < MAP_ITEMS; i++) sum += out[i];
+  sink = sum;
+}
+
+async function edgeMapWorker(pool: Pool<Conn>, out: number[], next: Cursor): Promise<void> {
+  while (next.i < MAP_ITEMS) {
+    const i = next.i++;
+    const lease = await pool.acquire();
+    try {
+      out[i] = await mapItem(lease.value, ITEMS[i]);
+    } finally {
+      await lease.release();
+    }
+  }
+}
+
+async function edgeMapLoop(pool: Pool<Conn>, out: number[]): Promise<void> {
+  const next: Cursor = { i: 0 };
+  const workers = new Array<Promise<void>>(MAX);
+  for (let w = 0; w < MAX; w++) workers[w] = edgeMapWorker(pool, out, next);
+  await Promise.all(workers);
+  let sum = 0;
+  for (let i = 0; i < MAP_ITEMS; i++) sum += out[i];
+  sink = sum;
+}
+
+async function edgeUseWorker(pool: Pool<Conn>, out: number[], next: Cursor): Promise<void> {
+  while (next.i < MAP_ITEMS) {
+    const i = next.i++;
+    out[i] = await pool.use((conn) => mapItem(conn, ITEMS[i]));
+  }
+}
+
+async function edgeUseLoop(pool: Pool<Conn>, out: number[]): Promise<void> {
+  const next: Cursor = { i: 0 };
+  const workers = new Array<Promise<void>>(MAX);
+  for (let w = 0; w < MAX; w++) workers[w] = edgeUseWorker(pool, out, next);
+  await Promise.all(workers);
+  let sum = 0;
+  for (let i = 0; i < MAP_ITEMS; i++) sum += out[i];
+  sink = sum;
+}
+
+async function edgeMap(pool: Pool<Conn>, ordered: boolean): Promise<void> {
+  let sum = 0;
+  for await (const r of pool.map(ITEMS, mapItem, { concurrency: MAX, ordered })) sum += r;
+  sink = sum;
+}
+
+// ------------------------------------------------------------------ the cases
 
 function groupCases(
   group: string,
@@ -362,13 +615,23 @@ function groupCases(
   return rows.map(([name, make], i) => ({ group, name, baseline: i === 0, ops, make }));
 }
 
-const ONE = "uncontended acquire+release";
-const MANY = `${TASKS} tasks on max ${MAX}`;
-const WITH_TIMEOUT = `, ${TIMEOUT_MS / 1000} s timeout`;
+/** The group names of the cases, for filters and reports. */
+export const GROUPS = {
+  one: "uncontended acquire+release",
+  many: `${TASKS} tasks on max ${MAX}`,
+  oneTimeout: `uncontended acquire+release, ${TIMEOUT_MS / 1000} s timeout`,
+  manyTimeout: `${TASKS} tasks on max ${MAX}, ${TIMEOUT_MS / 1000} s timeout`,
+  oneSignal: "uncontended acquire+release, AbortSignal",
+  manySignal: `${TASKS} tasks on max ${MAX}, AbortSignal each`,
+  oneLeak: "uncontended acquire+release, leak detection",
+  manyLeak: `${TASKS} tasks on max ${MAX}, leak detection`,
+  reaper: `reaper tick over ${REAP_IDLE} idle`,
+  map: `pooled map over ${MAP_ITEMS} items, concurrency ${MAX}`,
+} as const;
 
 /** Every case, in the order they run. */
 export const CASES: Case[] = [
-  ...groupCases(ONE, 1, [
+  ...groupCases(GROUPS.one, 1, [
     ["floor", () => {
       const pool = floorPool();
       return { fn: floorOnce.bind(undefined, pool), check: floorCheck(pool), close: NOTHING };
@@ -405,20 +668,25 @@ export const CASES: Case[] = [
         close: () => tarnClose(pool),
       };
     }],
+    pgRow(false),
   ]),
-  ...groupCases(MANY, TASKS, [
+  ...groupCases(GROUPS.many, TASKS, [
     ["floor", () => {
       const pool = floorPool();
-      return {
-        fn: floorMany.bind(undefined, pool),
-        check: floorCheck(pool),
-        close: NOTHING,
-      };
+      return { fn: floorMany.bind(undefined, pool), check: floorCheck(pool), close: NOTHING };
     }],
     ["edgepool", async () => {
       const pool = await edgePool({ acquireTimeoutMs: Infinity });
       return {
         fn: edgeMany.bind(undefined, pool),
+        check: edgeCheck(pool),
+        close: () => pool.close(),
+      };
+    }],
+    ["edgepool, release() not awaited", async () => {
+      const pool = await edgePool({ acquireTimeoutMs: Infinity });
+      return {
+        fn: edgeManyNoAwait.bind(undefined, pool),
         check: edgeCheck(pool),
         close: () => pool.close(),
       };
@@ -439,8 +707,9 @@ export const CASES: Case[] = [
         close: () => tarnClose(pool),
       };
     }],
+    pgRow(true),
   ]),
-  ...groupCases(ONE + WITH_TIMEOUT, 1, [
+  ...groupCases(GROUPS.oneTimeout, 1, [
     ["floor", () => {
       const pool = floorPool(TIMEOUT_MS);
       return { fn: floorOnce.bind(undefined, pool), check: floorCheck(pool), close: NOTHING };
@@ -469,15 +738,12 @@ export const CASES: Case[] = [
         close: () => tarnClose(pool),
       };
     }],
+    pgRow(false, TIMEOUT_MS),
   ]),
-  ...groupCases(MANY + WITH_TIMEOUT, TASKS, [
+  ...groupCases(GROUPS.manyTimeout, TASKS, [
     ["floor", () => {
       const pool = floorPool(TIMEOUT_MS);
-      return {
-        fn: floorMany.bind(undefined, pool),
-        check: floorCheck(pool),
-        close: NOTHING,
-      };
+      return { fn: floorMany.bind(undefined, pool), check: floorCheck(pool), close: NOTHING };
     }],
     ["edgepool", async () => {
       const pool = await edgePool({ acquireTimeoutMs: TIMEOUT_MS });
@@ -503,8 +769,9 @@ export const CASES: Case[] = [
         close: () => tarnClose(pool),
       };
     }],
+    pgRow(true, TIMEOUT_MS),
   ]),
-  ...groupCases(ONE + ", AbortSignal", 1, [
+  ...groupCases(GROUPS.oneSignal, 1, [
     ["floor", () => {
       const pool = floorPool();
       const signal = new AbortController().signal;
@@ -524,7 +791,7 @@ export const CASES: Case[] = [
       };
     }],
   ]),
-  ...groupCases(MANY + ", AbortSignal each", TASKS, [
+  ...groupCases(GROUPS.manySignal, TASKS, [
     ["floor", () => {
       const pool = floorPool();
       const each = signals(TASKS);
@@ -544,83 +811,9 @@ export const CASES: Case[] = [
       };
     }],
   ]),
-  ...groupCases(ONE + ", leak detection", 1, [
-    ["floor", () => {
-      const pool = floorPool();
-      return { fn: floorOnce.bind(undefined, pool), check: floorCheck(pool), close: NOTHING };
-    }],
-    ["edgepool, leakDetectionMs 0 (off)", async () => {
-      const pool = await edgePool({ acquireTimeoutMs: Infinity });
-      return {
-        fn: edgeOnce.bind(undefined, pool),
-        check: edgeCheck(pool),
-        close: () => pool.close(),
-      };
-    }],
-    [`edgepool, leakDetectionMs ${LEAK_MS}`, async () => {
-      const pool = await edgePool({ acquireTimeoutMs: Infinity, leakDetectionMs: LEAK_MS });
-      return {
-        fn: edgeOnce.bind(undefined, pool),
-        check: edgeCheck(pool),
-        close: () => pool.close(),
-      };
-    }],
-    ["floor + new Error().stack", () => {
-      const pool = floorPool();
-      return { fn: floorOnceStack.bind(undefined, pool), check: floorCheck(pool), close: NOTHING };
-    }],
-    ["floor + new Error(), stack read lazily", () => {
-      const pool = floorPool();
-      return {
-        fn: floorOnceLazyStack.bind(undefined, pool),
-        check: floorCheck(pool),
-        close: NOTHING,
-      };
-    }],
-  ]),
-  ...groupCases(MANY + ", leak detection", TASKS, [
-    ["floor", () => {
-      const pool = floorPool();
-      return {
-        fn: floorMany.bind(undefined, pool),
-        check: floorCheck(pool),
-        close: NOTHING,
-      };
-    }],
-    ["edgepool, leakDetectionMs 0 (off)", async () => {
-      const pool = await edgePool({ acquireTimeoutMs: Infinity });
-      return {
-        fn: edgeMany.bind(undefined, pool),
-        check: edgeCheck(pool),
-        close: () => pool.close(),
-      };
-    }],
-    [`edgepool, leakDetectionMs ${LEAK_MS}`, async () => {
-      const pool = await edgePool({ acquireTimeoutMs: Infinity, leakDetectionMs: LEAK_MS });
-      return {
-        fn: edgeMany.bind(undefined, pool),
-        check: edgeCheck(pool),
-        close: () => pool.close(),
-      };
-    }],
-    ["floor + new Error().stack", () => {
-      const pool = floorPool();
-      return {
-        fn: floorManyStack.bind(undefined, pool),
-        check: floorCheck(pool),
-        close: NOTHING,
-      };
-    }],
-    ["floor + new Error(), stack read lazily", () => {
-      const pool = floorPool();
-      return {
-        fn: floorManyLazyStack.bind(undefined, pool),
-        check: floorCheck(pool),
-        close: NOTHING,
-      };
-    }],
-  ]),
-  ...groupCases(`reaper tick over ${REAP_IDLE} idle`, 1, [
+  ...groupCases(GROUPS.oneLeak, 1, leakRows(false)),
+  ...groupCases(GROUPS.manyLeak, TASKS, leakRows(true)),
+  ...groupCases(GROUPS.reaper, 1, [
     ["floor: one array pass, same checks", floorReaper],
     ["floor: linked list, plain loop", floorReaperList],
     ["floor: linked list, generator", floorReaperGenerator],
@@ -631,6 +824,51 @@ export const CASES: Case[] = [
         fn: () => pool.check(),
         check: tarnCheck(pool, REAP_IDLE),
         close: () => tarnClose(pool),
+      };
+    }],
+  ]),
+  ...groupCases(GROUPS.map, MAP_ITEMS, [
+    ["floor: hand-written loop, 10 workers", () => {
+      const pool = floorPool();
+      const out = new Array<number>(MAP_ITEMS).fill(0);
+      return {
+        fn: floorMap.bind(undefined, pool, out),
+        check: mapCheck(floorCheck(pool)),
+        close: NOTHING,
+      };
+    }],
+    ["edgepool: hand-written loop, acquire/release", async () => {
+      const pool = await edgePool({ acquireTimeoutMs: Infinity });
+      const out = new Array<number>(MAP_ITEMS).fill(0);
+      return {
+        fn: edgeMapLoop.bind(undefined, pool, out),
+        check: mapCheck(edgeCheck(pool)),
+        close: () => pool.close(),
+      };
+    }],
+    ["edgepool: hand-written loop, pool.use()", async () => {
+      const pool = await edgePool({ acquireTimeoutMs: Infinity });
+      const out = new Array<number>(MAP_ITEMS).fill(0);
+      return {
+        fn: edgeUseLoop.bind(undefined, pool, out),
+        check: mapCheck(edgeCheck(pool)),
+        close: () => pool.close(),
+      };
+    }],
+    ["edgepool: pool.map()", async () => {
+      const pool = await edgePool({ acquireTimeoutMs: Infinity });
+      return {
+        fn: edgeMap.bind(undefined, pool, true),
+        check: mapCheck(edgeCheck(pool)),
+        close: () => pool.close(),
+      };
+    }],
+    ["edgepool: pool.map(), ordered: false", async () => {
+      const pool = await edgePool({ acquireTimeoutMs: Infinity });
+      return {
+        fn: edgeMap.bind(undefined, pool, false),
+        check: mapCheck(edgeCheck(pool)),
+        close: () => pool.close(),
       };
     }],
   ]),

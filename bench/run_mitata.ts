@@ -1,76 +1,186 @@
 /**
- * The cases of `_cases.ts` under mitata, for the runtimes `deno bench` does not cover:
+ * The cases of `_cases.ts` timed with mitata's `measure()`, on any of the three runtimes:
  *
  * ```sh
+ * node_modules/.bin/node --expose-gc bench/run_mitata.ts
  * node_modules/.bin/bun bench/run_mitata.ts
- * node_modules/.bin/node bench/run_mitata.ts
+ * node_modules/.bin/deno run -A --v8-flags=--expose-gc bench/run_mitata.ts
  * ```
  *
- * Prints one table: time per call of the bench function (median and mean), time per
- * acquire+release, and the ratio of medians to the floor of its group. `--filter <regexp>`
- * runs only the benches whose "group: name" matches.
+ * Rounds are interleaved: each round times every case of a group back to back (starting each
+ * round with a different case), so a burst of load from elsewhere hits a whole round rather
+ * than one contender. A case's figure is the median over rounds of its per-round median; its
+ * ratio is the median over rounds of (its median ÷ the floor's median in the same round), and
+ * the spread is the lowest and highest of those per-round ratios.
+ *
+ * Options: `--filter <regexp>` (on "group: name"; a matching group keeps its floor),
+ * `--rounds <n>` (default 3), `--time <ms>` per measurement (default 250),
+ * `--json <path>` to write the results.
  *
  * @module
  */
 
-import { bench, group, run } from "mitata";
+import { measure } from "mitata";
 import { type Case, CASES, closeAll, fixtures } from "./_cases.ts";
+import {
+  collect,
+  count,
+  machine,
+  median,
+  option,
+  progress,
+  RUNTIME,
+  runtimeVersion,
+  table,
+  time,
+  writeJson,
+} from "./_env.ts";
 
-const args = (globalThis as { Deno?: { args: string[] } }).Deno?.args ??
-  (globalThis as unknown as { process: { argv: string[] } }).process.argv.slice(2);
-const at = args.indexOf("--filter");
-const filter = at >= 0 ? new RegExp(args[at + 1]) : undefined;
+/** One case's figures, as written to JSON (times in ns per call of the bench function). */
+export interface CaseResult {
+  group: string;
+  name: string;
+  baseline: boolean;
+  /** Acquire+release (or items) per call. */
+  ops: number;
+  /** Per round: the median, mean, 25th and 75th percentile of the samples, and their count. */
+  rounds: { p50: number; avg: number; p25: number; p75: number; samples: number }[];
+  /** Median over rounds of the per-round medians. */
+  p50: number;
+  /** `p50 / ops`. */
+  perOp: number;
+  /** Median over rounds of the ratio to the group's floor in the same round. */
+  ratio: number;
+  ratioMin: number;
+  ratioMax: number;
+}
+
+/** What `--json` writes. */
+export interface CoreResults {
+  kind: "core";
+  runtime: string;
+  version: string;
+  harness: string;
+  machine: ReturnType<typeof machine>;
+  rounds: number;
+  timeMs: number;
+  gc: string;
+  cases: CaseResult[];
+}
 
 const label = (c: Case) => `${c.group}: ${c.name}`;
-const chosen = CASES.filter((c) => filter === undefined || c.baseline || filter.test(label(c)));
+const filterText = option("filter");
+const filter = filterText === undefined ? undefined : new RegExp(filterText);
+const rounds = count("rounds", 3);
+const timeMs = count("time", 250);
+const jsonPath = option("json");
+
+const wanted = new Set(
+  CASES.filter((c) => filter === undefined || filter.test(label(c))).map((c) => c.group),
+);
+const chosen = CASES.filter((c) =>
+  wanted.has(c.group) && (filter === undefined || c.baseline || filter.test(label(c)))
+);
+const info = machine();
+const gcKind = collect() ?? "none";
+progress(
+  `${RUNTIME} ${runtimeVersion()}: ${chosen.length} benches, ${rounds} rounds of ` +
+    `${timeMs} ms each, GC ${gcKind}, load ${info.load}`,
+);
 const built = await fixtures(chosen);
 
-const groups = [...new Set(chosen.map((c) => c.group))];
-for (const name of groups) {
-  group(name, () => {
-    chosen.forEach((c, i) => {
-      if (c.group === name) bench(label(c), built[i].fn);
-    });
-  });
+// A slow case (the pooled map) gets fewer samples, so a round stays near `timeMs`.
+const slow = new Set<number>();
+for (let i = 0; i < chosen.length; i++) {
+  const t0 = performance.now();
+  await built[i].fn();
+  if (performance.now() - t0 > 5) slow.add(i);
 }
-const { benchmarks } = await run({ format: "quiet" });
+
+const groups = [...new Set(chosen.map((c) => c.group))];
+const samples = chosen.map(() => [] as CaseResult["rounds"]);
+const started = performance.now();
+for (let r = 0; r < rounds; r++) {
+  for (const group of groups) {
+    const members = chosen.map((c, i) => [c, i] as const).filter(([c]) => c.group === group);
+    for (let k = 0; k < members.length; k++) {
+      const [, i] = members[(k + r) % members.length];
+      const s = await measure(built[i].fn, {
+        min_cpu_time: timeMs * 1e6,
+        min_samples: slow.has(i) ? 4 : 12,
+      });
+      samples[i].push({
+        p50: s.p50,
+        avg: s.avg,
+        p25: s.p25,
+        p75: s.p75,
+        samples: s.samples.length,
+      });
+    }
+  }
+  progress(
+    `  round ${r + 1}/${rounds} done (${((performance.now() - started) / 1000).toFixed(0)} s)`,
+  );
+}
+// Still at rest after every round: no case corrupted its pool on the way.
+chosen.forEach((c, i) => {
+  try {
+    built[i].check();
+  } catch (error) {
+    throw new Error(`${label(c)} after the run: ${(error as Error).message}`);
+  }
+});
 await closeAll(built);
 
-const stats = new Map<string, { p50: number; avg: number }>();
-for (const trial of benchmarks) {
-  const s = trial.runs[0]?.stats;
-  if (s === undefined) throw new Error(`${trial.alias} failed: ${String(trial.runs[0]?.error)}`);
-  stats.set(trial.alias, s);
-}
-
-function time(ns: number): string {
-  if (ns < 1e3) return `${ns.toFixed(1)} ns`;
-  if (ns < 1e6) return `${(ns / 1e3).toFixed(2)} µs`;
-  return `${(ns / 1e6).toFixed(2)} ms`;
-}
+const results: CaseResult[] = chosen.map((c, i) => {
+  const floorIndex = chosen.findIndex((f) => f.group === c.group && f.baseline);
+  const ratios = samples[i].map((s, r) => s.p50 / samples[floorIndex][r].p50);
+  const p50 = median(samples[i].map((s) => s.p50));
+  return {
+    group: c.group,
+    name: c.name,
+    baseline: c.baseline === true,
+    ops: c.ops,
+    rounds: samples[i],
+    p50,
+    perOp: p50 / c.ops,
+    ratio: median(ratios),
+    ratioMin: Math.min(...ratios),
+    ratioMax: Math.max(...ratios),
+  };
+});
 
 const rows: string[][] = [];
-for (const name of groups) {
-  const cases = chosen.filter((c) => c.group === name);
-  const floor = stats.get(label(cases.find((c) => c.baseline) ?? cases[0]))!;
-  rows.push([`**${name}**`, "", "", "", ""]);
-  for (const c of cases) {
-    const s = stats.get(label(c))!;
+for (const group of groups) {
+  rows.push([`**${group}**`, "", "", "", ""]);
+  for (const r of results.filter((x) => x.group === group)) {
     rows.push([
-      c.name,
-      time(s.p50),
-      time(s.avg),
-      time(s.p50 / c.ops),
-      c.baseline ? "1.00× (floor)" : `${(s.p50 / floor.p50).toFixed(2)}×`,
+      r.name,
+      time(r.p50),
+      time(r.perOp),
+      r.baseline ? "1.00× (floor)" : `${r.ratio.toFixed(2)}×`,
+      r.baseline ? "" : `${r.ratioMin.toFixed(2)}–${r.ratioMax.toFixed(2)}`,
     ]);
   }
 }
+console.log(
+  `\n${RUNTIME} ${runtimeVersion()}, mitata measure(), ${rounds} interleaved rounds; ` +
+    `op = one acquire+release (map: one item)\n`,
+);
+console.log(table(["bench", "median/iter", "median/op", "× floor", "spread"], rows));
 
-const head = ["bench", "median/iter", "mean/iter", "median/op", "× floor (medians)"];
-const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-const line = (cells: string[]) =>
-  `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(" | ")} |`;
-console.log(`\n${navigator.userAgent}, mitata; op = one acquire+release\n`);
-console.log(line(head));
-console.log(line(widths.map((w) => "-".repeat(w))));
-for (const row of rows) console.log(line(row));
+if (jsonPath !== undefined) {
+  const out: CoreResults = {
+    kind: "core",
+    runtime: RUNTIME,
+    version: runtimeVersion(),
+    harness: "mitata measure()",
+    machine: info,
+    rounds,
+    timeMs,
+    gc: gcKind,
+    cases: results,
+  };
+  writeJson(jsonPath, out);
+  progress(`wrote ${jsonPath}`);
+}
