@@ -6,7 +6,7 @@
  * @module
  */
 
-/** An opaque timer handle: a number on Deno and browsers, an object on Node and Bun. */
+/** An opaque timer handle: a number on Deno and in browsers; on Node and Bun an object. */
 export type TimerHandle = unknown;
 
 interface Unrefable {
