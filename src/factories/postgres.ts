@@ -393,18 +393,18 @@ export function postgresFactory<S extends PostgresClient, O extends object>(
       return !state.dead;
     },
 
-    async reset(sql: S): Promise<void> {
+    // Synchronous when there is nothing to send (reset "none"): the pool then arms no deadline
+    // and awaits nothing for it.
+    reset(sql: S): void | Promise<void> {
       const state = states.get(sql);
       if (state === undefined || state.dead) {
         throw new Error("cannot reuse the connection: it was closed");
       }
       if (resetSql === undefined) return;
-      try {
-        await sql.unsafe(resetSql);
-      } catch (error) {
+      return Promise.resolve(sql.unsafe(resetSql)).then(() => {}, (error: unknown) => {
         state.dead = true;
         throw clean(error);
-      }
+      });
     },
 
     async destroy(sql: S): Promise<void> {
