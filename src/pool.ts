@@ -346,7 +346,10 @@ export class Pool<T> implements AsyncDisposable {
       await (broken ? lease.destroy() : lease.release());
       throw error;
     }
-    await lease.release();
+    // A release handed straight on (no reset hook) is already done: awaiting its settled
+    // promise would only cost another turn of the microtask queue on every call.
+    const released = lease.release();
+    if (released !== RESOLVED) await released;
     return result;
   }
 
