@@ -493,6 +493,7 @@ function leakRows(many: boolean): [name: string, make: () => Fixture | Promise<F
       };
     }],
     ["edgepool + onEvent, leak detection off", subscribed(edgeWithCallback, 0)],
+    ["edgepool + events() read, leak detection off", subscribed(edgeWithReader, 0)],
     [`edgepool + onEvent, leakDetectionMs ${LEAK_MS}`, subscribed(edgeWithCallback, LEAK_MS)],
     [`edgepool + events() read, leakDetectionMs ${LEAK_MS}`, subscribed(edgeWithReader, LEAK_MS)],
     ["floor + new Error(), stack read lazily", () => {
