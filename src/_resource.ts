@@ -1,6 +1,6 @@
 /**
- * The record the pool keeps for each resource. It is a list node, so it sits in exactly one of
- * the pool's state lists (idle, active, checking) and moves only through `Pool#move`.
+ * The record the pool keeps for each resource. Its state changes only through `Pool#move`; it
+ * is a list node so that, while idle, it sits in the pool's idle list.
  *
  * @module
  */
@@ -11,7 +11,7 @@ import type { Lease } from "./lease.ts";
 import type { Permit } from "./budget.ts";
 
 /** Where a resource is in its life. */
-export type ResourceState = "idle" | "active" | "checking" | "destroying" | "gone";
+export type ResourceState = "new" | "idle" | "active" | "checking" | "destroying" | "gone";
 
 /** A pooled resource and its bookkeeping. Times named `*At` are `Date.now()`; the rest are the pool's monotonic clock. */
 export class Resource<T> implements Node<Resource<T>>, ResourceInfo {
@@ -19,7 +19,7 @@ export class Resource<T> implements Node<Resource<T>>, ResourceInfo {
   next: Resource<T> | undefined = undefined;
   list: import("./_queue.ts").List<Resource<T>> | undefined = undefined;
 
-  state: ResourceState = "checking";
+  state: ResourceState = "new";
   readonly id: number;
   readonly value: T;
   readonly createdAt: number;

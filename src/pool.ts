@@ -1,7 +1,7 @@
 /**
- * The pool. It owns all state: every resource sits in exactly one state list (idle, active,
- * checking) or is being destroyed, and moves only through `#move()`, so the invariant
- * `created − destroyed = idle + active + validating` is visible in one place.
+ * The pool. It owns all state: every resource is in exactly one state (idle, active, checking,
+ * being destroyed) and changes state only through `#move()`, which keeps the counts, so the
+ * invariant `created − destroyed = idle + active + validating` is visible in one place.
  *
  * Waiters queue FIFO and are woken by hand-off, never by polling: a release gives the
  * resource straight to the first waiter. Creation follows demand: a waiter takes whichever
@@ -122,7 +122,13 @@ function isThenable<R>(value: R | Promise<R>): value is Promise<R> {
   return typeof (value as Promise<R> | null)?.then === "function";
 }
 
+// The runtime's own class, when it has one: an instanceof check is the cheap common case.
+const NativeSignal: (abstract new () => AbortSignal) | undefined = typeof AbortSignal === "function"
+  ? AbortSignal
+  : undefined;
+
 function isAbortSignal(value: unknown): value is AbortSignal {
+  if (NativeSignal !== undefined && value instanceof NativeSignal) return true;
   return typeof value === "object" && value !== null &&
     typeof (value as AbortSignal).aborted === "boolean" &&
     typeof (value as AbortSignal).addEventListener === "function";
@@ -168,8 +174,10 @@ export class Pool<T> implements AsyncDisposable {
   readonly #giveBack = (resource: Resource<T>, broken: boolean) => this.#release(resource, broken);
 
   readonly #idle = new List<Resource<T>>();
-  readonly #active = new List<Resource<T>>();
-  readonly #checking = new List<Resource<T>>();
+  /** Every live resource (idle, active, checking), in creation order; changes on create and destroy only. */
+  readonly #all = new Set<Resource<T>>();
+  #activeCount = 0;
+  #checkingCount = 0;
   readonly #waiters = new List<Waiter<T>>();
   #creating = 0;
   #destroying = 0;
@@ -374,8 +382,8 @@ export class Pool<T> implements AsyncDisposable {
     return {
       total: this.#live(),
       idle: this.#idle.size,
-      active: this.#active.size,
-      validating: this.#checking.size,
+      active: this.#activeCount,
+      validating: this.#checkingCount,
       creating: this.#creating,
       destroying: this.#destroying,
       waiting: this.#waiters.size,
@@ -573,7 +581,7 @@ export class Pool<T> implements AsyncDisposable {
     const matches = (r: Resource<T>) => predicate === undefined || predicate(r.value, r) === true;
     // Choose first, then act: a predicate that throws halfway evicts nothing.
     const idle = [...this.#idle].filter(matches);
-    const busy = [...this.#active, ...this.#checking].filter((r) => !r.evicted && matches(r));
+    const busy = [...this.#all].filter((r) => r.state !== "idle" && !r.evicted && matches(r));
     for (const r of busy) r.evicted = true;
     await Promise.all(idle.map((r) => this.#destroy(r, "evicted")));
     this.#pump();
@@ -628,15 +636,21 @@ export class Pool<T> implements AsyncDisposable {
 
   /** The single place where a resource changes state list. */
   #move(r: Resource<T>, to: "idle" | "active" | "checking" | "destroying"): void {
-    r.list?.remove(r);
+    const from = r.state;
+    if (from === to) return; // a hand-off from lease to lease
+    if (from === "idle") this.#idle.remove(r);
+    else if (from === "active") this.#activeCount--;
+    else if (from === "checking") this.#checkingCount--;
+    else if (from === "new") this.#all.add(r);
     r.state = to;
     if (to === "idle") this.#idle.push(r);
-    else if (to === "active") this.#active.push(r);
-    else if (to === "checking") this.#checking.push(r);
+    else if (to === "active") this.#activeCount++;
+    else if (to === "checking") this.#checkingCount++;
+    else this.#all.delete(r);
   }
 
   #live(): number {
-    return this.#idle.size + this.#active.size + this.#checking.size;
+    return this.#idle.size + this.#activeCount + this.#checkingCount;
   }
 
   /** Everything counted against `max`: live, being created, being destroyed. */
@@ -648,8 +662,8 @@ export class Pool<T> implements AsyncDisposable {
    * Whether `r` is past its lifetime. The coarse clock lags the real one by at most an
    * interval, so only a resource in the last interval of its life costs a real clock read.
    */
-  #expired(r: Resource<T>): boolean {
-    if (r.expiresAt > this.#reaper.coarse() + this.#o.reapIntervalMs) return false;
+  #expired(r: Resource<T>, coarse: number = this.#reaper.coarse()): boolean {
+    if (r.expiresAt > coarse + this.#o.reapIntervalMs) return false;
     return r.expiresAt <= this.#reaper.now();
   }
 
@@ -741,7 +755,7 @@ export class Pool<T> implements AsyncDisposable {
   }
 
   /** A resource became available: to the first waiter, else idle. */
-  #offer(r: Resource<T>, checked = false): void {
+  #offer(r: Resource<T>, checked = false, clock?: number): void {
     if (!checked) {
       if (this.#closed) return void this.#destroy(r, "close");
       if (r.evicted) return void this.#destroy(r, "evicted");
@@ -750,7 +764,7 @@ export class Pool<T> implements AsyncDisposable {
     const w = this.#waiters.head;
     if (w) {
       this.#settleWaiter(w);
-      const now = w.weight > 0 ? this.#reaper.now() : this.#leaseClock();
+      const now = w.weight > 0 ? this.#reaper.now() : clock ?? this.#leaseClock();
       w.resolve(this.#lend(r, Math.max(0, now - w.since), w.weight, r.fromIdle, w.origin, now));
     } else {
       r.fromIdle = false;
@@ -775,7 +789,7 @@ export class Pool<T> implements AsyncDisposable {
       this.#backoff = undefined;
     }
     let need = Math.max(
-      this.#waiters.size - this.#creating - this.#checking.size,
+      this.#waiters.size - this.#creating - this.#checkingCount,
       this.#o.min - this.#live() - this.#creating,
     );
     while (
@@ -1051,11 +1065,11 @@ export class Pool<T> implements AsyncDisposable {
     else if (this.#closed) reason = "close";
     else if (r.evicted) reason = "evicted";
     else if (r.uses >= this.#o.maxUses) reason = "max-uses";
-    else if (this.#expired(r)) reason = "lifetime";
+    else if (this.#expired(r, now)) reason = "lifetime";
     if (reason !== undefined) return this.#destroy(r, reason);
     r.returnedAt = r.checkedAt = now;
     if (this.#factory.reset === undefined) {
-      this.#offer(r, true); // #release just made #offer's checks
+      this.#offer(r, true, now); // #release just made #offer's checks
       return RESOLVED;
     }
     this.#move(r, "checking");
@@ -1214,7 +1228,8 @@ export class Pool<T> implements AsyncDisposable {
       }
     }
     if (this.#o.leakDetectionMs > 0 && this.#hub.active) {
-      for (let r = this.#active.head; r !== undefined; r = r.next) {
+      for (const r of this.#all) {
+        if (r.state !== "active") continue;
         const heldMs = now - r.acquiredAt;
         if (!r.leakReported && heldMs >= this.#o.leakDetectionMs) {
           r.leakReported = true;
@@ -1236,7 +1251,7 @@ export class Pool<T> implements AsyncDisposable {
 
   /** While closing: resolves the wait once no lease is out and no create is in flight. */
   #checkDrained(): void {
-    if (this.#drained && this.#active.size === 0 && this.#creating === 0) this.#drained();
+    if (this.#drained && this.#activeCount === 0 && this.#creating === 0) this.#drained();
   }
 
   async #shutdown(timeoutMs: number): Promise<void> {
@@ -1261,7 +1276,7 @@ export class Pool<T> implements AsyncDisposable {
     for (const controller of [...this.#createsInFlight.keys()]) controller.abort(closing);
     for (const r of [...this.#idle]) void this.#destroy(r, "close");
 
-    if (this.#active.size > 0 || this.#creating > 0) {
+    if (this.#activeCount > 0 || this.#creating > 0) {
       let timer: TimerHandle | undefined;
       await new Promise<void>((resolve) => {
         this.#drained = resolve;
@@ -1273,7 +1288,9 @@ export class Pool<T> implements AsyncDisposable {
       // Past the deadline: abandon what is still being made (a late result is destroyed when it
       // comes) and take back what is still leased.
       for (const abandon of [...this.#createsInFlight.values()]) abandon();
-      for (const r of [...this.#active]) void this.#destroy(r, "close");
+      for (const r of [...this.#all].filter((r) => r.state === "active")) {
+        void this.#destroy(r, "close");
+      }
     }
     // Creates, validations, resets and destroys still running end in destroys of their own.
     while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight]);

@@ -67,7 +67,7 @@ export class Reaper {
    * (lifetime, idle timeout, leaks); reading the real clock costs more than a whole acquire.
    */
   coarse(): number {
-    if ((++this.#coarseReads & 15) === 0) return this.now();
+    if ((++this.#coarseReads & 255) === 0) return this.now();
     return this.#last;
   }
 
