@@ -70,8 +70,10 @@ export interface ReadyOptions {
 // Creation retries after errors back off exponentially from BASE to CAP, with jitter.
 const BACKOFF_BASE_MS = 50;
 const BACKOFF_CAP_MS = 5_000;
-// With nobody listening to events, one queued acquire in this many is timed (see #timeWait).
-const WAIT_SAMPLE = 8;
+// With nobody listening to events, a queue this long has about one acquire in WAIT_SAMPLE_SPAN
+// of those queued timed, at most one in WAIT_SAMPLE_MAX (see #waitWeight).
+const WAIT_SAMPLE_SPAN = 32;
+const WAIT_SAMPLE_MAX = 64;
 // Keepalive validates at most this many idle resources per reaper tick.
 const KEEPALIVE_BATCH = 4;
 
@@ -196,7 +198,8 @@ export class Pool<T> implements AsyncDisposable {
   #validations = 0;
   #validationFailures = 0;
   #hits = 0;
-  #sampleTick = 0;
+  /** Queued acquires since the last timed one: the next timed one stands for them too. */
+  #untimed = 0;
   readonly #waits = new Histogram();
 
   #createFailures = 0; // consecutive, reset by a successful create
@@ -297,30 +300,45 @@ export class Pool<T> implements AsyncDisposable {
     }
 
     const timeoutMs = options?.timeoutMs ?? this.#o.acquireTimeoutMs;
-    return new Promise<Lease<T>>((resolve, reject) => {
-      const weight = this.#waitWeight();
-      const since = weight > 0 ? this.#reaper.now() : this.#reaper.coarse();
-      const waiter = new Waiter<T>(resolve, reject, since, weight, timeoutMs, origin);
-      this.#waiters.push(waiter);
-      if (timeoutMs !== Infinity) waiter.timer = after(timeoutMs, () => this.#expire(waiter));
-      if (signal) {
-        waiter.signal = signal;
-        waiter.onAbort = () => this.#abandon(waiter);
-        signal.addEventListener("abort", waiter.onAbort, { once: true });
-      }
-      if (resource) this.#validate(resource, true);
-      // At max with nothing idle and none of the pool's own work pending (the steady state of a
-      // busy pool), the waiter can only be served by a release: there is nothing to start.
-      else if (
-        this.#idle.size === 0 && this.#pendingWork === 0 && this.#footprint() >= this.#o.max
-      ) {
-        return;
-      }
-      // A backoff armed for min upkeep alone is unref'd; a waiter now depends on it.
-      if (this.#backoff !== undefined) keepAlive(this.#backoff);
-      this.#pump();
-      if (waiter.list === this.#waiters) this.#watch(waiter);
+    const weight = this.#waitWeight();
+    const since = weight > 0 ? this.#reaper.now() : this.#reaper.coarse();
+    let waiter!: Waiter<T>;
+    // The executor only makes the waiter: kept this small, it is inlined into the constructor.
+    const promise = new Promise<Lease<T>>((resolve, reject) => {
+      waiter = new Waiter<T>(resolve, reject, since, weight, timeoutMs, origin);
     });
+    this.#waiters.push(waiter);
+    try {
+      this.#arm(waiter, signal, resource);
+    } catch (error) {
+      // A timer refused (Workers at global scope) or a signal that would not take a listener.
+      this.#settleWaiter(waiter);
+      waiter.reject(error);
+    }
+    return promise;
+  }
+
+  /** Arms a queued waiter's deadline and signal, then starts whatever can serve it. */
+  #arm(waiter: Waiter<T>, signal: AbortSignal | undefined, resource: Resource<T> | undefined) {
+    const timeoutMs = waiter.timeoutMs;
+    if (timeoutMs !== Infinity) waiter.timer = after(timeoutMs, () => this.#expire(waiter));
+    if (signal) {
+      waiter.signal = signal;
+      waiter.onAbort = () => this.#abandon(waiter);
+      signal.addEventListener("abort", waiter.onAbort, { once: true });
+    }
+    if (resource) this.#validate(resource, true);
+    // At max with nothing idle and none of the pool's own work pending (the steady state of a
+    // busy pool), the waiter can only be served by a release: there is nothing to start.
+    else if (
+      this.#idle.size === 0 && this.#pendingWork === 0 && this.#footprint() >= this.#o.max
+    ) {
+      return;
+    }
+    // A backoff armed for min upkeep alone is unref'd; a waiter now depends on it.
+    if (this.#backoff !== undefined) keepAlive(this.#backoff);
+    this.#pump();
+    if (waiter.list === this.#waiters) this.#watch(waiter);
   }
 
   /**
@@ -709,15 +727,22 @@ export class Pool<T> implements AsyncDisposable {
 
   /**
    * How many waits the wait of an acquire queuing now stands for in the histogram (0: not
-   * timed). Two clock reads cost about as much as the whole hand-off, so when the queue is
-   * long and nobody listens to events, one queued acquire in WAIT_SAMPLE is timed and counts
-   * WAIT_SAMPLE times: the percentiles stay unbiased estimates. A short queue (and every
-   * acquire served at once, as a 0 ms wait) is always counted exactly.
+   * timed). Two clock reads cost more than the whole hand-off (a clock read is 40-120 ns), so
+   * when the queue is long and nobody listens to events, about WAIT_SAMPLE_SPAN acquires per
+   * queue length are timed, each standing for those queued since the previous timed one: every
+   * wait is counted once and the percentiles stay unbiased estimates. A queue shorter than
+   * 2 × WAIT_SAMPLE_SPAN (and every acquire served at once, as a 0 ms wait) is timed exactly.
    */
   #waitWeight(): number {
-    if (this.#hub.active || this.#waiters.size < WAIT_SAMPLE) return 1;
-    this.#sampleTick = (this.#sampleTick + 1) % WAIT_SAMPLE;
-    return this.#sampleTick === 0 ? WAIT_SAMPLE : 0;
+    if (this.#hub.active) return 1;
+    const every = Math.min(WAIT_SAMPLE_MAX, Math.floor(this.#waiters.size / WAIT_SAMPLE_SPAN));
+    const weight = this.#untimed + 1;
+    if (weight < every) {
+      this.#untimed = weight;
+      return 0;
+    }
+    this.#untimed = 0;
+    return weight;
   }
 
   /** Hands `r` out as a lease that starts at `now`; `weight` 0 leaves the wait unrecorded. */
