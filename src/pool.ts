@@ -74,6 +74,11 @@ const BACKOFF_CAP_MS = 5_000;
 // of those queued timed, at most one in WAIT_SAMPLE_MAX (see #waitWeight).
 const WAIT_SAMPLE_SPAN = 32;
 const WAIT_SAMPLE_MAX = 64;
+// Waiters on the pool's default acquire timeout share one timer, armed for the earliest of them,
+// except on Cloudflare Workers: there a timer dies with the request that set it, so each waiter
+// keeps a timer of its own, set in its own request.
+const SHARED_WAIT_TIMER = (globalThis as { navigator?: { userAgent?: unknown } }).navigator
+  ?.userAgent !== "Cloudflare-Workers";
 // Keepalive validates at most this many idle resources per reaper tick.
 const KEEPALIVE_BATCH = 4;
 
@@ -86,6 +91,8 @@ class Waiter<T> implements Node<Waiter<T>> {
   next: Waiter<T> | undefined = undefined;
   list: List<Waiter<T>> | undefined = undefined;
   timer: TimerHandle | undefined = undefined;
+  /** When it times out, on the pool's clock, if it shares the pool's deadline timer; else NaN. */
+  sharedDeadline = NaN;
   /** Wakes the pool when work this waiter depends on is due, should that work's own timer be lost. */
   watchdog: TimerHandle | undefined = undefined;
   signal: AbortSignal | undefined = undefined;
@@ -198,6 +205,10 @@ export class Pool<T> implements AsyncDisposable {
   #validations = 0;
   #validationFailures = 0;
   #hits = 0;
+  /** The timer shared by waiters on the default timeout, and when it fires (pool clock). */
+  #waitTimer: TimerHandle | undefined = undefined;
+  /** Queued waiters on the shared timer. */
+  #sharedWaiters = 0;
   /** Queued acquires since the last timed one: the next timed one stands for them too. */
   #untimed = 0;
   readonly #waits = new Histogram();
@@ -321,7 +332,16 @@ export class Pool<T> implements AsyncDisposable {
   /** Arms a queued waiter's deadline and signal, then starts whatever can serve it. */
   #arm(waiter: Waiter<T>, signal: AbortSignal | undefined, resource: Resource<T> | undefined) {
     const timeoutMs = waiter.timeoutMs;
-    if (timeoutMs !== Infinity) waiter.timer = after(timeoutMs, () => this.#expire(waiter));
+    if (timeoutMs === Infinity) {
+      // no deadline
+    } else if (SHARED_WAIT_TIMER && timeoutMs === this.#o.acquireTimeoutMs) {
+      // Same length, so queue order is deadline order: the timer is armed for the first one.
+      waiter.sharedDeadline = (waiter.weight > 0 ? waiter.since : this.#reaper.now()) + timeoutMs;
+      this.#sharedWaiters++;
+      if (this.#waitTimer === undefined) this.#armWaitTimer(timeoutMs);
+    } else {
+      waiter.timer = after(timeoutMs, () => this.#expire(waiter));
+    }
     if (signal) {
       waiter.signal = signal;
       waiter.onAbort = () => this.#abandon(waiter);
@@ -775,6 +795,9 @@ export class Pool<T> implements AsyncDisposable {
   #settleWaiter(w: Waiter<T>): void {
     this.#waiters.remove(w);
     if (w.timer !== undefined) cancelAfter(w.timer);
+    else if (w.sharedDeadline === w.sharedDeadline && --this.#sharedWaiters === 0) {
+      this.#disarmWaitTimer(); // nobody left on it: an idle pool holds no timer
+    }
     if (w.watchdog !== undefined) cancelAfter(w.watchdog);
     if (w.onAbort) w.signal!.removeEventListener("abort", w.onAbort);
   }
@@ -1190,6 +1213,34 @@ export class Pool<T> implements AsyncDisposable {
   }
 
   // ---------------------------------------------------------------- waiters
+
+  #armWaitTimer(inMs: number): void {
+    this.#waitTimer = after(Math.max(1, Math.ceil(inMs)), () => {
+      this.#waitTimer = undefined;
+      this.#expireShared();
+    });
+  }
+
+  #disarmWaitTimer(): void {
+    if (this.#waitTimer === undefined) return;
+    cancelAfter(this.#waitTimer);
+    this.#waitTimer = undefined;
+  }
+
+  /**
+   * Times out the waiters on the shared timer whose deadline passed, oldest first, and arms the
+   * timer again for the next one. Served waiters leave the timer as it is (it then fires for a
+   * deadline nobody holds any more, and moves on): a hand-off costs no timer work at all.
+   */
+  #expireShared(): void {
+    const now = this.#reaper.now();
+    for (let w = this.#waiters.head, next: Waiter<T> | undefined; w !== undefined; w = next) {
+      next = w.next;
+      if (w.sharedDeadline !== w.sharedDeadline) continue; // a waiter with its own timer
+      if (w.sharedDeadline > now) return this.#armWaitTimer(w.sharedDeadline - now);
+      this.#expire(w);
+    }
+  }
 
   #expire(w: Waiter<T>): void {
     if (w.list !== this.#waiters) return;

@@ -330,6 +330,60 @@ describe("Pool: demand-driven creation", () => {
 });
 
 describe("Pool: abort and timeout", () => {
+  it("Pool.acquire() waiters on the default timeout share one timer, and each still times out at its own deadline", async () => {
+    await withFakeTime(async (clock) => {
+      await withClockPool(clock, { max: 1, acquireTimeoutMs: 100 }, async (pool) => {
+        const held = await pool.acquire();
+        const base = clock.countTimers();
+        const first = pool.acquire();
+        await clock.tickAsync(30);
+        const second = pool.acquire();
+        await clock.tickAsync(30);
+        const third = pool.acquire();
+        const own = rejection(pool.acquire({ timeoutMs: 50 })); // its own length: its own timer
+        assert.equal(clock.countTimers(), base + 2, "one shared timer plus the 50 ms one");
+        await held.release(); // at 60 ms: the first is served, its deadline (100 ms) stays armed
+        const lease = await settled(first, "served");
+        const late = rejection(second);
+        const last = rejection(third);
+        await clock.tickAsync(69); // 129 ms: the second's deadline (130 ms) has not come
+        await assertPending(second, "not timed out before its deadline");
+        await clock.tickAsync(1);
+        const error = await late;
+        assert.ok(error instanceof AcquireTimeoutError, String(error));
+        assert.match((error as Error).message, /timed out after 100 ms/);
+        assert.ok(await own instanceof AcquireTimeoutError, "the 50 ms one timed out at 110 ms");
+        await clock.tickAsync(29); // 159 ms
+        await assertPending(third, "not timed out before 160 ms");
+        await clock.tickAsync(1);
+        assert.ok(await last instanceof AcquireTimeoutError);
+        assert.equal(clock.countTimers(), base, "no waiter left: no timer left");
+        assert.equal(pool.stats().timedOut, 3);
+        await lease.release();
+      });
+    });
+  });
+
+  it("Pool.acquire() served waiters on the default timeout leave no timer behind", async () => {
+    await withFakeTime(async (clock) => {
+      await withClockPool(clock, { max: 1, acquireTimeoutMs: 100 }, async (pool) => {
+        let lease = await pool.acquire();
+        const base = clock.countTimers();
+        const queued = Array.from({ length: 5 }, () => pool.acquire());
+        assert.equal(clock.countTimers(), base + 1, "five waiters, one timer");
+        for (const next of queued) {
+          await clock.tickAsync(10);
+          await lease.release();
+          lease = await settled(next, "served");
+        }
+        assert.equal(clock.countTimers(), base, "the queue emptied: the timer is gone");
+        await clock.tickAsync(200);
+        assert.equal(pool.stats().timedOut, 0);
+        await lease.release();
+      });
+    });
+  });
+
   it("Pool.acquire() rejects with signal.reason when aborted before the call, creating nothing", async () => {
     await withPool({}, async (pool, factory) => {
       const { controller, signal, listeners } = countingSignal();
