@@ -1116,16 +1116,22 @@ export class Pool<T> implements AsyncDisposable {
     else if (this.#expired(r, now)) reason = "lifetime";
     if (reason !== undefined) return this.#destroy(r, reason);
     r.returnedAt = r.checkedAt = now;
-    if (this.#factory.reset === undefined) {
+    const reset = this.#factory.reset;
+    let outcome: unknown;
+    if (reset !== undefined) {
+      try {
+        outcome = reset.call(this.#factory, r.value, r);
+      } catch (error) {
+        return this.#destroy(r, "error", error);
+      }
+    }
+    // No hook, or one that finished at once: the resource goes on now, in this call.
+    if (!isThenable(outcome)) {
       this.#offer(r, true, now); // #release just made #offer's checks
       return RESOLVED;
     }
     this.#move(r, "checking");
-    const work = this.#runHook(
-      "reset",
-      this.#o.resetTimeoutMs,
-      () => this.#factory.reset!(r.value, r),
-    )
+    const work = this.#runHook("reset", this.#o.resetTimeoutMs, () => outcome)
       .then(
         () => {
           if (r.state === "checking") this.#offer(r);

@@ -72,9 +72,20 @@ export class FakeFactory implements Factory<FakeResource> {
     return !r.broken;
   }
 
-  reset(r: FakeResource): void {
+  /** When above 0, reset() finishes this long after it is called (an async hook). */
+  resetDelayMs = 0;
+
+  reset(r: FakeResource): void | Promise<void> {
     this.resets.push(r);
     if (this.resetThrows) throw new Error("reset failed");
+    if (this.resetDelayMs > 0) {
+      return new Promise((resolve) =>
+        setTimeout(() => {
+          r.dirty = false;
+          resolve();
+        }, this.resetDelayMs)
+      );
+    }
     r.dirty = false;
   }
 

@@ -1467,10 +1467,13 @@ describe("Pool: accounting", () => {
         const snapshots = [pool.stats()];
         const lease: Lease<FakeResource> = await pool.acquire();
         snapshots.push(pool.stats());
+        factory.resetDelayMs = 5; // an async reset: the resource is checked while it runs
         const releasing = lease.release();
         snapshots.push(pool.stats());
+        await clock.tickAsync(5);
         await releasing;
         snapshots.push(pool.stats());
+        factory.resetDelayMs = 0;
         await clock.tickAsync(1_000);
         factory.validatePlan.push({ delayMs: 10 });
         const again = pool.acquire();
