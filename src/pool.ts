@@ -86,6 +86,8 @@ const RESOLVED: Promise<void> = Promise.resolve();
 // Thrown inside a create when the budget had no permit: not an error of the factory.
 const BUDGET_FULL: unique symbol = Symbol("budget full");
 
+const noop = (): void => {};
+
 class Waiter<T> implements Node<Waiter<T>> {
   prev: Waiter<T> | undefined = undefined;
   next: Waiter<T> | undefined = undefined;
@@ -97,8 +99,8 @@ class Waiter<T> implements Node<Waiter<T>> {
   watchdog: TimerHandle | undefined = undefined;
   signal: AbortSignal | undefined = undefined;
   onAbort: (() => void) | undefined = undefined;
-  readonly resolve: (lease: Lease<T>) => void;
-  readonly reject: (error: unknown) => void;
+  resolve: (lease: Lease<T>) => void = noop;
+  reject: (error: unknown) => void = noop;
   /** When it queued: exact if `weight` > 0, else the coarse clock. */
   readonly since: number;
   /** How many waits its wait stands for in the histogram; 0: not timed (see `#waitWeight`). */
@@ -106,15 +108,11 @@ class Waiter<T> implements Node<Waiter<T>> {
   readonly timeoutMs: number;
   readonly origin: Error | undefined;
   constructor(
-    resolve: (lease: Lease<T>) => void,
-    reject: (error: unknown) => void,
     since: number,
     weight: number,
     timeoutMs: number,
     origin: Error | undefined,
   ) {
-    this.resolve = resolve;
-    this.reject = reject;
     this.since = since;
     this.weight = weight;
     this.timeoutMs = timeoutMs;
@@ -310,13 +308,25 @@ export class Pool<T> implements AsyncDisposable {
       return Promise.reject(new PoolExhaustedError(this.#o.maxWaiting, this.stats()));
     }
 
-    const timeoutMs = options?.timeoutMs ?? this.#o.acquireTimeoutMs;
+    return this.#enqueue(options?.timeoutMs ?? this.#o.acquireTimeoutMs, signal, origin, resource);
+  }
+
+  /**
+   * Queues an acquire. Apart from acquire() so that no closure is made on the way to an idle
+   * resource: a function whose variables a closure captures allocates their context on entry.
+   */
+  #enqueue(
+    timeoutMs: number,
+    signal: AbortSignal | undefined,
+    origin: Error | undefined,
+    resource: Resource<T> | undefined,
+  ): Promise<Lease<T>> {
     const weight = this.#waitWeight();
     const since = weight > 0 ? this.#reaper.now() : this.#reaper.coarse();
-    let waiter!: Waiter<T>;
-    // The executor only makes the waiter: kept this small, it is inlined into the constructor.
+    const waiter = new Waiter<T>(since, weight, timeoutMs, origin);
     const promise = new Promise<Lease<T>>((resolve, reject) => {
-      waiter = new Waiter<T>(resolve, reject, since, weight, timeoutMs, origin);
+      waiter.resolve = resolve;
+      waiter.reject = reject;
     });
     this.#waiters.push(waiter);
     try {
