@@ -203,7 +203,7 @@ export class Pool<T> implements AsyncDisposable {
   #validations = 0;
   #validationFailures = 0;
   #hits = 0;
-  /** The timer shared by waiters on the default timeout, and when it fires (pool clock). */
+  /** The timer shared by waiters on the default timeout (see #expireShared). */
   #waitTimer: TimerHandle | undefined = undefined;
   /** Queued waiters on the shared timer. */
   #sharedWaiters = 0;
@@ -342,14 +342,12 @@ export class Pool<T> implements AsyncDisposable {
   /** Arms a queued waiter's deadline and signal, then starts whatever can serve it. */
   #arm(waiter: Waiter<T>, signal: AbortSignal | undefined, resource: Resource<T> | undefined) {
     const timeoutMs = waiter.timeoutMs;
-    if (timeoutMs === Infinity) {
-      // no deadline
-    } else if (SHARED_WAIT_TIMER && timeoutMs === this.#o.acquireTimeoutMs) {
+    if (SHARED_WAIT_TIMER && timeoutMs === this.#o.acquireTimeoutMs && timeoutMs !== Infinity) {
       // Same length, so queue order is deadline order: the timer is armed for the first one.
       waiter.sharedDeadline = (waiter.weight > 0 ? waiter.since : this.#reaper.now()) + timeoutMs;
       this.#sharedWaiters++;
       if (this.#waitTimer === undefined) this.#armWaitTimer(timeoutMs);
-    } else {
+    } else if (timeoutMs !== Infinity) {
       waiter.timer = after(timeoutMs, () => this.#expire(waiter));
     }
     if (signal) {
@@ -682,7 +680,7 @@ export class Pool<T> implements AsyncDisposable {
 
   // ---------------------------------------------------------------- state moves
 
-  /** The single place where a resource changes state list. */
+  /** The single place where a resource changes state (and the counts and idle list follow). */
   #move(r: Resource<T>, to: "idle" | "active" | "checking" | "destroying"): void {
     const from = r.state;
     if (from === to) return; // a hand-off from lease to lease
@@ -805,7 +803,7 @@ export class Pool<T> implements AsyncDisposable {
   #settleWaiter(w: Waiter<T>): void {
     this.#waiters.remove(w);
     if (w.timer !== undefined) cancelAfter(w.timer);
-    else if (w.sharedDeadline === w.sharedDeadline && --this.#sharedWaiters === 0) {
+    else if (!Number.isNaN(w.sharedDeadline) && --this.#sharedWaiters === 0) {
       this.#disarmWaitTimer(); // nobody left on it: an idle pool holds no timer
     }
     if (w.watchdog !== undefined) cancelAfter(w.watchdog);
@@ -1252,7 +1250,7 @@ export class Pool<T> implements AsyncDisposable {
     const now = this.#reaper.now();
     for (let w = this.#waiters.head, next: Waiter<T> | undefined; w !== undefined; w = next) {
       next = w.next;
-      if (w.sharedDeadline !== w.sharedDeadline) continue; // a waiter with its own timer
+      if (Number.isNaN(w.sharedDeadline)) continue; // a waiter with its own timer
       if (w.sharedDeadline > now) return this.#armWaitTimer(w.sharedDeadline - now);
       this.#expire(w);
     }
