@@ -158,14 +158,17 @@ class Subscriber implements AsyncIterableIterator<PoolEvent> {
 export class EventHub {
   #subscribers = new Set<Subscriber>();
   #callback: ((event: PoolEvent) => void) | undefined;
+  // Kept as a field: the pool reads it several times per acquire and release.
+  #active: boolean;
 
   constructor(callback: ((event: PoolEvent) => void) | undefined) {
     this.#callback = callback;
+    this.#active = callback !== undefined;
   }
 
   /** True when anyone listens: callers check it before building an event. */
   get active(): boolean {
-    return this.#callback !== undefined || this.#subscribers.size > 0;
+    return this.#active;
   }
 
   /** How many iterators are subscribed. */
@@ -206,12 +209,16 @@ export class EventHub {
     }
     const subscriber = new Subscriber(this, size, signal);
     if (options.signal?.aborted) subscriber.end();
-    else this.#subscribers.add(subscriber);
+    else {
+      this.#subscribers.add(subscriber);
+      this.#active = true;
+    }
     return subscriber;
   }
 
   unsubscribe(subscriber: Subscriber): void {
     this.#subscribers.delete(subscriber);
+    this.#active = this.#callback !== undefined || this.#subscribers.size > 0;
   }
 
   /** Ends every subscriber (on close). */

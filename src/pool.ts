@@ -72,7 +72,7 @@ const BACKOFF_BASE_MS = 50;
 const BACKOFF_CAP_MS = 5_000;
 // With nobody listening to events, a queue this long has about one acquire in WAIT_SAMPLE_SPAN
 // of those queued timed, at most one in WAIT_SAMPLE_MAX (see #waitWeight).
-const WAIT_SAMPLE_SPAN = 32;
+const WAIT_SAMPLE_SPAN = 8;
 const WAIT_SAMPLE_MAX = 64;
 // Waiters on the pool's default acquire timeout share one timer, armed for the earliest of them,
 // except on Cloudflare Workers: there a timer dies with the request that set it, so each waiter
@@ -218,8 +218,12 @@ export class Pool<T> implements AsyncDisposable {
   /** Set while the shared budget is full: stops creates until it says a permit freed. */
   #budgetWait: (() => void) | undefined = undefined;
   readonly #deadlines: Record<"create" | "validate" | "reset" | "destroy", DeadlineList>;
-  /** Returns are timed exactly only when validateBypassMs will measure from them. */
-  readonly #exactReturns: boolean;
+  /**
+   * Whether acquires validate (validateOnAcquire with a validate hook). Returns are then timed
+   * exactly, since validateBypassMs measures from them.
+   */
+  readonly #validates: boolean;
+  readonly #lifo: boolean;
   /** Creates in flight, each with the function that abandons it (close does not wait for them). */
   readonly #createsInFlight = new Map<AbortController, () => void>();
   readonly #inflight = new Set<Promise<unknown>>();
@@ -252,7 +256,8 @@ export class Pool<T> implements AsyncDisposable {
       reset: new DeadlineList(this.#o.resetTimeoutMs),
       destroy: new DeadlineList(this.#o.destroyTimeoutMs),
     };
-    this.#exactReturns = this.#o.validateOnAcquire && factory.validate !== undefined;
+    this.#validates = this.#o.validateOnAcquire && factory.validate !== undefined;
+    this.#lifo = this.#o.idleOrder === "lifo";
     // Warm up now where timers are allowed; otherwise (Workers, at global scope) on first use.
     if (this.#o.min > 0 && timersAllowed()) this.#pump();
   }
@@ -348,13 +353,9 @@ export class Pool<T> implements AsyncDisposable {
       this.#sharedWaiters++;
       if (this.#waitTimer === undefined) this.#armWaitTimer(timeoutMs);
     } else if (timeoutMs !== Infinity) {
-      waiter.timer = after(timeoutMs, () => this.#expire(waiter));
+      this.#armOwnTimer(waiter, timeoutMs);
     }
-    if (signal) {
-      waiter.signal = signal;
-      waiter.onAbort = () => this.#abandon(waiter);
-      signal.addEventListener("abort", waiter.onAbort, { once: true });
-    }
+    if (signal) this.#listen(waiter, signal);
     if (resource) this.#validate(resource, true);
     // At max with nothing idle and none of the pool's own work pending (the steady state of a
     // busy pool), the waiter can only be served by a release: there is nothing to start.
@@ -367,6 +368,18 @@ export class Pool<T> implements AsyncDisposable {
     if (this.#backoff !== undefined) keepAlive(this.#backoff);
     this.#pump();
     if (waiter.list === this.#waiters) this.#watch(waiter);
+  }
+
+  // The closures live in these two so that #arm, run for every queued acquire, captures
+  // nothing: a function whose variables a closure captures allocates their context on entry.
+  #armOwnTimer(waiter: Waiter<T>, timeoutMs: number): void {
+    waiter.timer = after(timeoutMs, () => this.#expire(waiter));
+  }
+
+  #listen(waiter: Waiter<T>, signal: AbortSignal): void {
+    waiter.signal = signal;
+    waiter.onAbort = () => this.#abandon(waiter);
+    signal.addEventListener("abort", waiter.onAbort, { once: true });
   }
 
   /**
@@ -715,7 +728,7 @@ export class Pool<T> implements AsyncDisposable {
 
   #takeIdle(): Resource<T> | undefined {
     let r: Resource<T> | undefined;
-    while ((r = this.#o.idleOrder === "lifo" ? this.#idle.tail : this.#idle.head) !== undefined) {
+    while ((r = this.#lifo ? this.#idle.tail : this.#idle.head) !== undefined) {
       if (this.#expired(r)) {
         void this.#destroy(r, "lifetime");
         continue;
@@ -741,8 +754,7 @@ export class Pool<T> implements AsyncDisposable {
   }
 
   #needsValidation(r: Resource<T>): boolean {
-    return this.#o.validateOnAcquire && this.#factory.validate !== undefined &&
-      this.#reaper.now() - r.checkedAt >= this.#o.validateBypassMs;
+    return this.#validates && this.#reaper.now() - r.checkedAt >= this.#o.validateBypassMs;
   }
 
   /**
@@ -1109,7 +1121,7 @@ export class Pool<T> implements AsyncDisposable {
     r.lease = undefined;
     this.#released++;
     // Exact when it is observable: events, or validateBypassMs counting from the return.
-    const now = this.#hub.active || this.#exactReturns ? this.#reaper.now() : this.#reaper.coarse();
+    const now = this.#hub.active || this.#validates ? this.#reaper.now() : this.#reaper.coarse();
     if (this.#hub.active) {
       const heldMs = Math.max(0, now - r.acquiredAt);
       this.#hub.emit({ type: "release", time: Date.now(), id: r.id, heldMs });
@@ -1138,6 +1150,11 @@ export class Pool<T> implements AsyncDisposable {
       this.#offer(r, true, now); // #release just made #offer's checks
       return RESOLVED;
     }
+    return this.#awaitReset(r, outcome);
+  }
+
+  /** Apart from #release, so that a release with no async reset makes no closure context. */
+  #awaitReset(r: Resource<T>, outcome: PromiseLike<unknown>): Promise<void> {
     this.#move(r, "checking");
     const work = this.#runHook("reset", this.#o.resetTimeoutMs, () => outcome)
       .then(
