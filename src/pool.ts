@@ -798,7 +798,7 @@ export class Pool<T> implements AsyncDisposable {
     r.uses++;
     r.acquiredAt = now;
     r.fromIdle = false;
-    r.leakReported = false;
+    if (r.leakReported) r.leakReported = false;
     r.origin = origin;
     this.#acquired++;
     if (hit) this.#hits++;
@@ -1121,13 +1121,14 @@ export class Pool<T> implements AsyncDisposable {
     r.lease = undefined;
     this.#released++;
     // Exact when it is observable: events, or validateBypassMs counting from the return.
-    const now = this.#hub.active || this.#validates ? this.#reaper.now() : this.#reaper.coarse();
-    if (this.#hub.active) {
+    const listened = this.#hub.active;
+    const now = listened || this.#validates ? this.#reaper.now() : this.#reaper.coarse();
+    if (listened) {
       const heldMs = Math.max(0, now - r.acquiredAt);
       this.#hub.emit({ type: "release", time: Date.now(), id: r.id, heldMs });
       if (r.leakReported) this.#hub.emit({ type: "unleaked", time: Date.now(), id: r.id, heldMs });
     }
-    r.origin = undefined;
+    if (r.origin !== undefined) r.origin = undefined;
     let reason: DestroyReason | undefined;
     if (broken) reason = "error";
     else if (this.#closed) reason = "close";

@@ -90,11 +90,11 @@ export class Histogram {
   #n = 0;
   #sum = 0;
   #max = 0;
+  #zeros = 0; // waits of 0 ms, kept apart from #counts and #n so that each costs one add
 
   /** Records a wait of 0 ms: the common case (an idle resource at once), kept to one add. */
   recordZero(): void {
-    this.#counts[0]++;
-    this.#n++;
+    this.#zeros++;
   }
 
   /** Records one duration, standing for `weight` of them (a sampled one stands for several). */
@@ -108,14 +108,15 @@ export class Histogram {
 
   /** How many durations were recorded. */
   get count(): number {
-    return this.#n;
+    return this.#n + this.#zeros;
   }
 
   /** The value below which a share `q` (0–1) of the recordings fall, never above the max. */
   quantile(q: number): number {
-    if (this.#n === 0) return 0;
-    const rank = Math.max(1, Math.ceil(q * this.#n));
-    let seen = 0;
+    const n = this.#n + this.#zeros;
+    if (n === 0) return 0;
+    const rank = Math.max(1, Math.ceil(q * n));
+    let seen = this.#zeros; // all in the first bucket
     for (let i = 0; i < BUCKETS; i++) {
       seen += this.#counts[i];
       if (seen >= rank) return Math.min(bucketMid(i), this.#max);
@@ -127,7 +128,7 @@ export class Histogram {
   summary(): WaitStats {
     const round = (x: number) => Math.round(x * 1000) / 1000;
     return {
-      avg: round(this.#n === 0 ? 0 : this.#sum / this.#n),
+      avg: round(this.#n + this.#zeros === 0 ? 0 : this.#sum / (this.#n + this.#zeros)),
       p50: round(this.quantile(0.5)),
       p99: round(this.quantile(0.99)),
       max: round(this.#max),
