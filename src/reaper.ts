@@ -62,7 +62,7 @@ export class Reaper {
 
   /**
    * The pool's clock without reading it: the latest reading, refreshed by every tick and every
-   * `now()`, so at most one interval behind while the interval runs (and exact every 16th
+   * `now()`, so at most one interval behind while the interval runs (and exact every 256th
    * call, which also notices a dropped interval). Good for ages measured in seconds or minutes
    * (lifetime, idle timeout, leaks); reading the real clock costs more than a whole acquire.
    */
