@@ -62,7 +62,7 @@ const HUES: [prefix: string, main: string, light: string][] = [
 
 /**
  * The colour of a row: one hue per pool (by the label's first word), lighter for a variant of
- * it: "edgepool, createConcurrency 1", "edgepool + onEvent". A colon ("floor: 5 resources")
+ * it: "edgepool, createConcurrency 2", "edgepool + onEvent". A colon ("floor: 5 resources")
  * describes the row, it does not make a variant.
  */
 export function colourOf(label: string): string {

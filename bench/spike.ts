@@ -127,8 +127,8 @@ const CONTENDERS: Contender[] = [
       };
     },
   },
-  edgepool("edgepool (createConcurrency 2, the default)"),
-  edgepool("edgepool, createConcurrency 1", 1),
+  edgepool("edgepool (createConcurrency 1, the default)"),
+  edgepool("edgepool, createConcurrency 2", 2),
   edgepool("edgepool, createConcurrency Infinity", Infinity),
   {
     name: "generic-pool",

@@ -81,7 +81,8 @@ export interface PoolOptions {
    * The most creates in flight at once. Creation follows demand, but a burst of waiters is
    * mostly served by the resources that already exist long before new ones are ready, so
    * creating one per waiter at once overshoots (and storms the database). `Infinity` creates
-   * for every uncovered waiter at once. @default {2}
+   * for every uncovered waiter at once. One at a time, as HikariCP creates, ends a burst with
+   * as few resources as HikariCP does (its "Welcome to the Jungle" case). @default {1}
    */
   createConcurrency?: number;
   /** How long one `factory.create()` may take before it is aborted. @default {30_000} */
@@ -132,7 +133,7 @@ export const DEFAULTS = {
   max: 10,
   acquireTimeoutMs: 30_000,
   maxWaiting: Infinity,
-  createConcurrency: 2,
+  createConcurrency: 1,
   createTimeoutMs: 30_000,
   destroyTimeoutMs: 5_000,
   validateTimeoutMs: 5_000,

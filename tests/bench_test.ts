@@ -51,7 +51,7 @@ describe("bench charts", () => {
     assert.ok(!svg.includes("<b>"));
     assert.equal((svg.match(/<rect /g) ?? []).length, 4); // background + 3 bars
     assert.notEqual(colourOf("edgepool"), colourOf("tarn"));
-    assert.notEqual(colourOf("edgepool"), colourOf("edgepool, createConcurrency 1"));
+    assert.notEqual(colourOf("edgepool"), colourOf("edgepool, createConcurrency 2"));
     assert.equal(colourOf("edgepool"), colourOf("edgepool: pool.map()"));
   });
 });

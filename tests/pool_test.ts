@@ -260,8 +260,14 @@ describe("Pool: demand-driven creation", () => {
     });
   });
 
-  it("Pool runs at most createConcurrency creates at once (2 by default)", async () => {
-    for (const [createConcurrency, steps] of [[undefined, [2, 4, 5]], [1, [1, 2, 3]]] as const) {
+  it("Pool runs at most createConcurrency creates at once (1 by default)", async () => {
+    for (
+      const [createConcurrency, steps] of [[undefined, [1, 2, 3]], [2, [2, 4, 5]], [3, [
+        3,
+        6,
+        7,
+      ]]] as const
+    ) {
       await withFakeTime(async (clock) => {
         const factory = new FakeFactory();
         factory.createPlan = Array.from({ length: 10 }, () => ({ delayMs: 100 }));
@@ -275,7 +281,7 @@ describe("Pool: demand-driven creation", () => {
           for (const _ of steps) {
             await flush();
             calls.push(factory.createCalls);
-            assert.ok(pool.stats().creating <= (createConcurrency ?? 2));
+            assert.ok(pool.stats().creating <= (createConcurrency ?? 1));
             await clock.tickAsync(100);
           }
           assert.deepEqual(calls.slice(0, steps.length), [...steps]);
@@ -312,7 +318,7 @@ describe("Pool: demand-driven creation", () => {
     await withFakeTime(async (clock) => {
       const factory = new FakeFactory();
       factory.createPlan = [{ delayMs: 100 }, { delayMs: 10 }];
-      await withClockPool(clock, { max: 2 }, async (pool) => {
+      await withClockPool(clock, { max: 2, createConcurrency: 2 }, async (pool) => {
         const first = pool.acquire();
         const second = pool.acquire();
         await clock.tickAsync(10);
@@ -1203,7 +1209,7 @@ describe("Pool.ready()", () => {
       factory.createPlan = [{ delayMs: 50 }, { delayMs: 80 }];
       await withClockPool(clock, { min: 2 }, async (pool) => {
         const ready = pool.ready();
-        await clock.tickAsync(79);
+        await clock.tickAsync(129); // one create at a time: 50 ms, then 80 ms
         await assertPending(ready);
         assert.equal(pool.stats().idle, 1);
         await clock.tickAsync(1);

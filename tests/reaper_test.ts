@@ -237,7 +237,7 @@ describe("min upkeep", () => {
       if (rounds.at(-1) !== Date.now()) rounds.push(Date.now());
       return create(signal);
     };
-    await withTimedPool({ min: 3 }, async ({ pool, clock, events }) => {
+    await withTimedPool({ min: 3, createConcurrency: 3 }, async ({ pool, clock, events }) => {
       await flush();
       assert.equal(factory.createCalls, 3, "one create per missing resource");
       await clock.tickAsync(20);
