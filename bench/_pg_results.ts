@@ -47,7 +47,7 @@ export interface PgResults {
 /** The names the report looks up. */
 export const PG = {
   edge: "edgepool + postgres.js (reset: none)",
-  edgeNoTimers: "edgepool + postgres.js, no reset() hook, no deadline",
+  edgeUse: "edgepool + postgres.js (reset: none), through pool.use()",
   edgeRollback: "edgepool + postgres.js (default reset: rollback)",
   postgres: "postgres.js own pool",
   postgresNoPipeline: "postgres.js own pool, max_pipeline: 1",

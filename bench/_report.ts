@@ -437,8 +437,8 @@ function pgSection(pg: PgResults): string {
       50,
     );
     check(
-      "the same without its 2 timers per query, vs pg-pool, short",
-      get("short", PG.edgeNoTimers)?.qps,
+      "the same through pool.use(), vs pg-pool, short",
+      get("short", PG.edgeUse)?.qps,
       get("short", PG.pgPool)?.qps,
       undefined,
     );

@@ -3,12 +3,14 @@
  *
  * - edgepool + postgres.js (`postgresFactory`, `max: 10`), with `reset: "none"` (like the
  *   others, it sends nothing on release) and with the factory's default `reset: "rollback"`
- *   (a `ROLLBACK` per release);
+ *   (a `ROLLBACK` per release). Each query leases a connection as `await using` does (acquire,
+ *   query, then release in a `finally`), the same shape as the floor's;
+ * - the same through `pool.use(fn)`. Only this contender calls `use()`: once `use()` has run
+ *   several different functions in a process (as it did when every edgepool contender used it),
+ *   V8 no longer specialises the call and the `await` of its result, which cost 3–6 µs of CPU
+ *   per query and doubled p99 here;
  * - postgres.js's own pool (`max: 10`), and the same with `max_pipeline: 1`: postgres.js
  *   pipelines up to 100 queries on a busy connection, which a pool of exclusive leases cannot;
- * - edgepool as above with the factory's `reset()` hook deleted and no acquire deadline: the two
- *   timers per query edgepool arms otherwise (the 30 s deadline of a waiting acquire, which the
- *   others do not have, and the no-op hook's deadline) are what it costs beyond the floor;
  * - the floor: the hand-written pool of `_floor.ts` over the same ten dedicated postgres.js
  *   connections edgepool holds, so what edgepool itself adds is the gap between the two;
  * - pg-pool (node-postgres, `max: 10`);
@@ -73,15 +75,20 @@ interface PgPoolLike {
 
 const noop = () => {};
 
+/** One `SELECT 1` on a leased connection, released as `await using` would release it. */
+async function leased(pool: Pool<postgres.Sql>): Promise<unknown> {
+  const lease = await pool.acquire();
+  try {
+    return await lease.value`select 1`;
+  } finally {
+    await lease.release();
+  }
+}
+
 function contenders(url: string): Contender[] {
   const edge = new Pool(postgresFactory(postgres, url, { reset: "none" }), { max: MAX });
   const edgeRollback = new Pool(postgresFactory(postgres, url), { max: MAX });
-  // edgepool arms two timers per query here: the 30 s acquire deadline of each waiting acquire
-  // (the others have no deadline) and the deadline of the factory's reset() hook, which does
-  // nothing with reset "none" but still runs as an async hook on every release. Without both:
-  const noHook = postgresFactory(postgres, url, { reset: "none" });
-  delete noHook.reset;
-  const edgeNoTimers = new Pool(noHook, { max: MAX, acquireTimeoutMs: Infinity });
+  const edgeForUse = new Pool(postgresFactory(postgres, url, { reset: "none" }), { max: MAX });
   const sql = postgres(url, { max: MAX, onnotice: noop });
   // `max_pipeline` is a postgres.js option its types leave out.
   const sqlNoPipeline = postgres(
@@ -109,17 +116,17 @@ function contenders(url: string): Contender[] {
     },
     {
       name: PG.edge,
-      query: () => edge.use((c) => c`select 1`),
+      query: () => leased(edge),
       close: () => edge.close(),
     },
     {
-      name: PG.edgeNoTimers,
-      query: () => edgeNoTimers.use((c) => c`select 1`),
-      close: () => edgeNoTimers.close(),
+      name: PG.edgeUse,
+      query: () => edgeForUse.use((c) => c`select 1`),
+      close: () => edgeForUse.close(),
     },
     {
       name: PG.edgeRollback,
-      query: () => edgeRollback.use((c) => c`select 1`),
+      query: () => leased(edgeRollback),
       close: () => edgeRollback.close(),
     },
     { name: PG.postgres, query: () => sql`select 1`, close: () => sql.end() },
