@@ -92,13 +92,10 @@ class Waiter<T> implements Node<Waiter<T>> {
   prev: Waiter<T> | undefined = undefined;
   next: Waiter<T> | undefined = undefined;
   list: List<Waiter<T>> | undefined = undefined;
-  timer: TimerHandle | undefined = undefined;
   /** When it times out, on the pool's clock, if it shares the pool's deadline timer; else NaN. */
   sharedDeadline = NaN;
-  /** Wakes the pool when work this waiter depends on is due, should that work's own timer be lost. */
-  watchdog: TimerHandle | undefined = undefined;
-  signal: AbortSignal | undefined = undefined;
-  onAbort: (() => void) | undefined = undefined;
+  /** Its own timers and signal listener, if it has any (most waiters have none). */
+  armed: Armed | undefined = undefined;
   resolve: (lease: Lease<T>) => void = noop;
   reject: (error: unknown) => void = noop;
   /** When it queued: exact if `weight` > 0, else the coarse clock. */
@@ -118,6 +115,15 @@ class Waiter<T> implements Node<Waiter<T>> {
     this.timeoutMs = timeoutMs;
     this.origin = origin;
   }
+}
+
+/** What a waiter holds only when it has a timer or a signal of its own. */
+class Armed {
+  timer: TimerHandle | undefined = undefined;
+  /** Wakes the pool when work the waiter depends on is due, should that work's own timer be lost. */
+  watchdog: TimerHandle | undefined = undefined;
+  signal: AbortSignal | undefined = undefined;
+  onAbort: (() => void) | undefined = undefined;
 }
 
 interface Deferred {
@@ -373,13 +379,14 @@ export class Pool<T> implements AsyncDisposable {
   // The closures live in these two so that #arm, run for every queued acquire, captures
   // nothing: a function whose variables a closure captures allocates their context on entry.
   #armOwnTimer(waiter: Waiter<T>, timeoutMs: number): void {
-    waiter.timer = after(timeoutMs, () => this.#expire(waiter));
+    (waiter.armed ??= new Armed()).timer = after(timeoutMs, () => this.#expire(waiter));
   }
 
   #listen(waiter: Waiter<T>, signal: AbortSignal): void {
-    waiter.signal = signal;
-    waiter.onAbort = () => this.#abandon(waiter);
-    signal.addEventListener("abort", waiter.onAbort, { once: true });
+    const armed = waiter.armed ??= new Armed();
+    armed.signal = signal;
+    armed.onAbort = () => this.#abandon(waiter);
+    signal.addEventListener("abort", armed.onAbort, { once: true });
   }
 
   /**
@@ -814,12 +821,14 @@ export class Pool<T> implements AsyncDisposable {
 
   #settleWaiter(w: Waiter<T>): void {
     this.#waiters.remove(w);
-    if (w.timer !== undefined) cancelAfter(w.timer);
-    else if (!Number.isNaN(w.sharedDeadline) && --this.#sharedWaiters === 0) {
+    if (!Number.isNaN(w.sharedDeadline) && --this.#sharedWaiters === 0) {
       this.#disarmWaitTimer(); // nobody left on it: an idle pool holds no timer
     }
-    if (w.watchdog !== undefined) cancelAfter(w.watchdog);
-    if (w.onAbort) w.signal!.removeEventListener("abort", w.onAbort);
+    const armed = w.armed;
+    if (armed === undefined) return;
+    if (armed.timer !== undefined) cancelAfter(armed.timer);
+    if (armed.watchdog !== undefined) cancelAfter(armed.watchdog);
+    if (armed.onAbort) armed.signal!.removeEventListener("abort", armed.onAbort);
   }
 
   /** A resource became available: to the first waiter, else idle. */
@@ -885,8 +894,9 @@ export class Pool<T> implements AsyncDisposable {
     if (at === Infinity) return;
     const inMs = Math.max(0, at - this.#reaper.now()) + 1;
     if (inMs >= w.timeoutMs) return; // the waiter gives up first
-    w.watchdog = after(inMs, () => {
-      w.watchdog = undefined;
+    const armed = w.armed ??= new Armed();
+    armed.watchdog = after(inMs, () => {
+      armed.watchdog = undefined;
       this.#pump();
     });
   }
@@ -1276,7 +1286,7 @@ export class Pool<T> implements AsyncDisposable {
 
   #expire(w: Waiter<T>): void {
     if (w.list !== this.#waiters) return;
-    w.timer = undefined;
+    if (w.armed !== undefined) w.armed.timer = undefined;
     // The state is taken while the waiter still counts, as the caller saw the queue.
     const cause = this.#createFailures > 0
       ? this.#lastCreateError
@@ -1293,10 +1303,11 @@ export class Pool<T> implements AsyncDisposable {
 
   #abandon(w: Waiter<T>): void {
     if (w.list !== this.#waiters) return;
-    w.onAbort = undefined; // fired once; nothing to remove
+    const armed = w.armed!;
+    armed.onAbort = undefined; // fired once; nothing to remove
     this.#settleWaiter(w);
     this.#aborted++;
-    const reason = w.signal!.reason;
+    const reason = armed.signal!.reason;
     if (this.#hub.active) {
       const waitedMs = this.#reaper.now() - w.since;
       this.#hub.emit({ type: "abort", time: Date.now(), waitedMs, reason });
