@@ -360,8 +360,10 @@ describe("Pool.events()", () => {
 
   it("Pool.events() break ends the iteration and unsubscribes", async () => {
     const hub = new EventHub(undefined);
+    assert.equal(hub.active, false, "nobody listens yet");
     const events = hub.subscribe();
     assert.equal(hub.subscribers, 1);
+    assert.equal(hub.active, true);
     hub.emit({ type: "close", time: 1 });
     hub.emit({ type: "close", time: 2 });
     for await (const event of events) {
