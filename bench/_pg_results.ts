@@ -40,6 +40,8 @@ export interface PgResults {
   shortSeconds: number;
   rounds: number;
   sustainedQueries: number;
+  /** Sustained runs per contender (absent in results from before there were several: 1). */
+  sustainedRounds?: number;
   perQuerySeconds: number;
   runtimes: PgRuntimeResults[];
 }

@@ -395,7 +395,7 @@ function pgSection(pg: PgResults): string {
             `q/s, ${pg.shortSeconds} s runs (median, spread of ${pg.rounds})`,
             "p50 / p99 ms",
             "client CPU µs/query",
-            `q/s, ${pg.sustainedQueries} queries`,
+            `q/s, ${pg.sustainedQueries} queries (median of ${pg.sustainedRounds ?? 1})`,
             "p50 / p99 ms",
           ],
           rows,
@@ -468,7 +468,9 @@ function pgSection(pg: PgResults): string {
             })),
         },
         {
-          label: `sustained: ${pg.sustainedQueries} queries each`,
+          label: `sustained: ${pg.sustainedQueries} queries each (median of ${
+            pg.sustainedRounds ?? 1
+          })`,
           bars: names.map((n) => get("sustained", n)).filter((s) => s !== undefined).map((s) => ({
             label: s!.contender,
             colour: pgColour(s!.contender),

@@ -17,8 +17,9 @@
  * - a new postgres.js connection per query (time-bounded).
  *
  * A short run (`--short-s`, 5 s) per contender, repeated `--rounds` times (3) with the order
- * rotated, then a sustained run of `--sustained` queries (200 000) each for the main
- * contenders. Reports queries per second, the p50/p99 latency of one query as a worker sees
+ * rotated, then sustained runs of `--sustained` queries (200 000) each for the main
+ * contenders, repeated `--sustained-rounds` times (3), order rotated likewise (a single run of
+ * each swung by 10–25 % with the machine's load). Reports queries per second, the p50/p99 latency of one query as a worker sees
  * it (waiting for a connection included), and the client process's CPU time per query (pool
  * and driver together; steadier than q/s on a shared machine).
  *
@@ -28,7 +29,8 @@
  *
  * ```sh
  * node_modules/.bin/node bench/pg_bench.ts [--runtimes node,bun,deno] [--short-s 5]
- *   [--rounds 3] [--sustained 200000] [--per-query-s 4] [--json path] [--no-render]
+ *   [--rounds 3] [--sustained 200000] [--sustained-rounds 3] [--per-query-s 4] [--json path]
+ *   [--no-render]
  * ```
  *
  * @module
@@ -192,6 +194,7 @@ async function childMain(url: string): Promise<void> {
   const shortS = count("short-s", 5);
   const rounds = count("rounds", 3);
   const sustained = count("sustained", 200_000);
+  const sustainedRounds = count("sustained-rounds", 3);
   const perQueryS = count("per-query-s", 4);
   const all = contenders(url);
   const runs: PgRun[] = [];
@@ -216,15 +219,19 @@ async function childMain(url: string): Promise<void> {
     }
   }
   const main: string[] = [PG.floor, PG.edge, PG.postgres, PG.pgPool];
-  for (const c of all.filter((x) => main.includes(x.name))) {
-    const run: PgRun = {
-      contender: c.name,
-      phase: "sustained",
-      round: 0,
-      ...await drive(c.query, 3_600, sustained),
-    };
-    runs.push(run);
-    say(run);
+  const long = all.filter((x) => main.includes(x.name));
+  for (let round = 1; round <= sustainedRounds; round++) {
+    for (let k = 0; k < long.length; k++) {
+      const c = long[(k + round - 1) % long.length];
+      const run: PgRun = {
+        contender: c.name,
+        phase: "sustained",
+        round,
+        ...await drive(c.query, 3_600, sustained),
+      };
+      runs.push(run);
+      say(run);
+    }
   }
   await Promise.all(all.map((c) => c.close()));
   // The pool-less way: connect, query, disconnect, every time.
@@ -284,7 +291,7 @@ async function parentMain(): Promise<void> {
     fileURLToPath(new URL("./results/pg.json", import.meta.url)),
   );
   const passthrough: string[] = [];
-  for (const name of ["short-s", "rounds", "sustained", "per-query-s"]) {
+  for (const name of ["short-s", "rounds", "sustained", "sustained-rounds", "per-query-s"]) {
     const value = option(name);
     if (value !== undefined) passthrough.push(`--${name}`, value);
   }
@@ -316,6 +323,7 @@ async function parentMain(): Promise<void> {
     shortSeconds: count("short-s", 5),
     rounds: count("rounds", 3),
     sustainedQueries: count("sustained", 200_000),
+    sustainedRounds: count("sustained-rounds", 3),
     perQuerySeconds: count("per-query-s", 4),
     runtimes: results,
   };
