@@ -700,7 +700,10 @@ export class Pool<T> implements AsyncDisposable {
 
   // ---------------------------------------------------------------- state moves
 
-  /** The single place where a resource changes state (and the counts and idle list follow). */
+  /**
+   * The single place where a resource changes state (and the counts and idle list follow), but
+   * for the plain return of a lease to idle, which #release makes itself.
+   */
   #move(r: Resource<T>, to: "idle" | "active" | "checking" | "destroying"): void {
     const from = r.state;
     if (from === to) return; // a hand-off from lease to lease
@@ -1127,6 +1130,31 @@ export class Pool<T> implements AsyncDisposable {
 
   /** A lease ended: reuse the resource, or destroy it. */
   #release(r: Resource<T>, broken: boolean): Promise<void> {
+    // The common case, back to idle with nothing to decide: nobody waits or listens, no reset
+    // hook, no validation timing, the resource not retiring. Done here in one step, and the one
+    // state move #move does not make itself (a fifth of an uncontended acquire+release on
+    // Bun); everything else takes the full path below.
+    if (
+      !broken && r.state === "active" && this.#waiters.size === 0 && !this.#hub.active &&
+      !this.#validates && !this.#closed && !r.evicted && this.#factory.reset === undefined &&
+      r.uses < this.#o.maxUses
+    ) {
+      const now = this.#reaper.coarse();
+      if (r.expiresAt > now + this.#o.reapIntervalMs) {
+        r.lease = r.origin = undefined;
+        this.#released++;
+        r.returnedAt = r.checkedAt = now;
+        r.fromIdle = false;
+        r.state = "idle";
+        this.#activeCount--;
+        this.#idle.push(r);
+        return RESOLVED;
+      }
+    }
+    return this.#releaseFully(r, broken);
+  }
+
+  #releaseFully(r: Resource<T>, broken: boolean): Promise<void> {
     if (r.state !== "active") return RESOLVED; // revoked by close
     r.lease = undefined;
     this.#released++;

@@ -388,3 +388,86 @@ describe("aging options", () => {
     }
   });
 });
+
+describe("retirement with nobody listening and no hooks (the quiet release path)", () => {
+  /** A factory with create and destroy only, and a pool nobody listens to. */
+  async function withQuietPool(
+    options: PoolOptions,
+    fn: (
+      pool: Pool<{ id: number }>,
+      destroyed: number[],
+      clock: ReturnType<typeof fakeTime>,
+    ) => Promise<void>,
+  ): Promise<void> {
+    const clock = fakeTime();
+    const destroyed: number[] = [];
+    let n = 0;
+    const pool = new Pool({
+      create: () => ({ id: ++n }),
+      destroy: (value: { id: number }) => void destroyed.push(value.id),
+    }, options);
+    try {
+      await fn(pool, destroyed, clock);
+    } finally {
+      await closeUnderFakeTime(pool, clock);
+      clock.uninstall();
+    }
+  }
+
+  it("Pool returns a plain lease to idle and counts it", async () => {
+    await withQuietPool({}, async (pool, destroyed) => {
+      const lease = await pool.acquire();
+      await lease.release();
+      const s = pool.stats();
+      assert.deepEqual([s.idle, s.active, s.released, destroyed.length], [1, 0, 1, 0]);
+      assert.equal((await pool.acquire()).value.id, 1, "the same resource again");
+    });
+  });
+
+  it("Pool destroys a resource on the release that reaches maxUses", async () => {
+    await withQuietPool({ maxUses: 2 }, async (pool, destroyed) => {
+      await (await pool.acquire()).release();
+      assert.deepEqual(destroyed, []);
+      await (await pool.acquire()).release();
+      assert.deepEqual(destroyed, [1]);
+      assert.equal(pool.stats().idle, 0);
+      assert.equal((await pool.acquire()).value.id, 2);
+    });
+  });
+
+  it("Pool destroys an evicted leased resource on release", async () => {
+    await withQuietPool({}, async (pool, destroyed) => {
+      const lease = await pool.acquire();
+      assert.equal(await pool.evict(), 1);
+      await lease.release();
+      assert.deepEqual(destroyed, [1]);
+      assert.equal(pool.stats().idle, 0);
+    });
+  });
+
+  it("Pool destroys a resource past its lifetime on release, to the millisecond", async () => {
+    await withQuietPool(
+      { maxLifetimeMs: 1_000, lifetimeJitter: 0 },
+      async (pool, destroyed, clock) => {
+        const lease = await pool.acquire();
+        await clock.tickAsync(999);
+        const second = await pool.acquire(); // a new one: the first is leased
+        await second.release();
+        await clock.tickAsync(1);
+        await lease.release();
+        assert.deepEqual(destroyed, [1], "released at 1 000 ms: retired");
+        assert.equal(pool.stats().idle, 1, "the younger one stays");
+      },
+    );
+  });
+
+  it("Pool destroys a lease released while the pool closes", async () => {
+    await withQuietPool({}, async (pool, destroyed) => {
+      const lease = await pool.acquire();
+      const closing = pool.close();
+      await lease.release();
+      await closing;
+      assert.deepEqual(destroyed, [1]);
+    });
+  });
+});
