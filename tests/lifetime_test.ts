@@ -13,6 +13,7 @@ import {
   type FakeResource,
   fakeTime,
   flush,
+  isPending,
   leaseMany,
   releaseAll,
   seededRandom,
@@ -459,6 +460,23 @@ describe("retirement with nobody listening and no hooks (the quiet release path)
         assert.equal(pool.stats().idle, 1, "the younger one stays");
       },
     );
+  });
+
+  it("Pool hands a released resource to the first waiter, and a retiring one to nobody", async () => {
+    await withQuietPool({ max: 1, maxUses: 2 }, async (pool, destroyed) => {
+      const lease = await pool.acquire();
+      const first = pool.acquire();
+      const second = pool.acquire();
+      await lease.release();
+      const served = await first;
+      assert.equal(served.value.id, 1, "handed straight to the first waiter");
+      assert.equal(await isPending(second), true);
+      await served.release(); // its second use: retired, so the waiter gets a new one
+      assert.deepEqual(destroyed, [1]);
+      const next = await second;
+      assert.equal(next.value.id, 2);
+      await next.release();
+    });
   });
 
   it("Pool destroys a lease released while the pool closes", async () => {
