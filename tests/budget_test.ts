@@ -215,13 +215,15 @@ describe("kvBudget()", () => {
     try {
       const key = freshKey();
       const crashed = faulty(await open());
-      const a = kvBudget({ kv: crashed.kv, key, limit: 2, ttlMs: 3_000, pollMs: 50 });
-      const b = kvBudget({ kv: await open(), key, limit: 2, ttlMs: 3_000, pollMs: 50 });
+      // KV's own expireIn (the same ttlMs) runs on the real clock: a ttl far longer than the
+      // test's real duration keeps it from deleting the slots first on a loaded machine.
+      const a = kvBudget({ kv: crashed.kv, key, limit: 2, ttlMs: 60_000, pollMs: 50 });
+      const b = kvBudget({ kv: await open(), key, limit: 2, ttlMs: 60_000, pollMs: 50 });
       assert.ok(await a.tryAcquire(signal(), noop));
       assert.ok(await a.tryAcquire(signal(), noop));
       crashed.state.down = true; // a stops renewing and never releases
       assert.equal(await b.tryAcquire(signal(), noop), undefined);
-      await clock.tickAsync(2_999);
+      await clock.tickAsync(59_999);
       assert.equal(await b.tryAcquire(signal(), noop), undefined, "taken before expiry");
       assert.equal(await b.inUse(), 2);
       await clock.tickAsync(1);
