@@ -205,34 +205,37 @@ async function childMain(url: string): Promise<void> {
         `(${r.queries} in ${r.seconds} s)`,
     );
   for (const c of all) await drive(c.query, WARM_S); // connections open, statements prepared
-  for (let round = 1; round <= rounds; round++) {
-    for (let k = 0; k < all.length; k++) {
-      const c = all[(k + round - 1) % all.length];
-      const run: PgRun = {
-        contender: c.name,
-        phase: "short",
-        round,
-        ...await drive(c.query, shortS),
-      };
-      runs.push(run);
-      say(run);
+  // Rounds with the order rotated, so that load from elsewhere hits a round, not a contender.
+  const rotated = async (
+    phase: PgRun["phase"],
+    list: Contender[],
+    n: number,
+    seconds: number,
+    limit?: number,
+  ) => {
+    for (let round = 1; round <= n; round++) {
+      for (let k = 0; k < list.length; k++) {
+        const c = list[(k + round - 1) % list.length];
+        const run: PgRun = {
+          contender: c.name,
+          phase,
+          round,
+          ...await drive(c.query, seconds, limit),
+        };
+        runs.push(run);
+        say(run);
+      }
     }
-  }
+  };
+  await rotated("short", all, rounds, shortS);
   const main: string[] = [PG.floor, PG.edge, PG.postgres, PG.pgPool];
-  const long = all.filter((x) => main.includes(x.name));
-  for (let round = 1; round <= sustainedRounds; round++) {
-    for (let k = 0; k < long.length; k++) {
-      const c = long[(k + round - 1) % long.length];
-      const run: PgRun = {
-        contender: c.name,
-        phase: "sustained",
-        round,
-        ...await drive(c.query, 3_600, sustained),
-      };
-      runs.push(run);
-      say(run);
-    }
-  }
+  await rotated(
+    "sustained",
+    all.filter((x) => main.includes(x.name)),
+    sustainedRounds,
+    3_600,
+    sustained,
+  );
   await Promise.all(all.map((c) => c.close()));
   // The pool-less way: connect, query, disconnect, every time.
   const perQuery = async () => {
