@@ -158,17 +158,14 @@ class Subscriber implements AsyncIterableIterator<PoolEvent> {
 export class EventHub {
   #subscribers = new Set<Subscriber>();
   #callback: ((event: PoolEvent) => void) | undefined;
-  // Kept as a field: the pool reads it several times per acquire and release.
-  #active: boolean;
 
   constructor(callback: ((event: PoolEvent) => void) | undefined) {
     this.#callback = callback;
-    this.#active = callback !== undefined;
   }
 
   /** True when anyone listens: callers check it before building an event. */
   get active(): boolean {
-    return this.#active;
+    return this.#callback !== undefined || this.#subscribers.size > 0;
   }
 
   /** How many iterators are subscribed. */
@@ -209,16 +206,12 @@ export class EventHub {
     }
     const subscriber = new Subscriber(this, size, signal);
     if (options.signal?.aborted) subscriber.end();
-    else {
-      this.#subscribers.add(subscriber);
-      this.#active = true;
-    }
+    else this.#subscribers.add(subscriber);
     return subscriber;
   }
 
   unsubscribe(subscriber: Subscriber): void {
     this.#subscribers.delete(subscriber);
-    this.#active = this.#callback !== undefined || this.#subscribers.size > 0;
   }
 
   /** Ends every subscriber (on close). */

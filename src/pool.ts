@@ -808,7 +808,7 @@ export class Pool<T> implements AsyncDisposable {
     r.uses++;
     r.acquiredAt = now;
     r.fromIdle = false;
-    if (r.leakReported) r.leakReported = false;
+    r.leakReported = false;
     r.origin = origin;
     this.#acquired++;
     if (hit) this.#hits++;
@@ -1149,8 +1149,7 @@ export class Pool<T> implements AsyncDisposable {
           this.#offer(r, true, now); // the checks #offer would make were just made
           return RESOLVED;
         }
-        r.fromIdle = false;
-        r.state = "idle";
+        r.state = "idle"; // fromIdle is already false: #lend cleared it
         this.#activeCount--;
         this.#idle.push(r);
         return RESOLVED;
@@ -1172,7 +1171,7 @@ export class Pool<T> implements AsyncDisposable {
       this.#hub.emit({ type: "release", time: Date.now(), id: r.id, heldMs });
       if (r.leakReported) this.#hub.emit({ type: "unleaked", time: Date.now(), id: r.id, heldMs });
     }
-    if (r.origin !== undefined) r.origin = undefined;
+    r.origin = undefined;
     let reason: DestroyReason | undefined;
     if (broken) reason = "error";
     else if (this.#closed) reason = "close";

@@ -113,7 +113,7 @@ export class Histogram {
 
   /** The value below which a share `q` (0–1) of the recordings fall, never above the max. */
   quantile(q: number): number {
-    const n = this.#n + this.#zeros;
+    const n = this.count;
     if (n === 0) return 0;
     const rank = Math.max(1, Math.ceil(q * n));
     let seen = this.#zeros; // all in the first bucket
@@ -128,7 +128,7 @@ export class Histogram {
   summary(): WaitStats {
     const round = (x: number) => Math.round(x * 1000) / 1000;
     return {
-      avg: round(this.#n + this.#zeros === 0 ? 0 : this.#sum / (this.#n + this.#zeros)),
+      avg: round(this.count === 0 ? 0 : this.#sum / this.count),
       p50: round(this.quantile(0.5)),
       p99: round(this.quantile(0.99)),
       max: round(this.#max),
