@@ -479,6 +479,45 @@ describe("retirement with nobody listening and no hooks (the quiet release path)
     });
   });
 
+  it("Pool serves a long queue of plain waiters in order, each lease once, retiring at maxUses", async () => {
+    // 40 waiters on max 2 with no deadline and no signal: past the first 16, most waits are
+    // untimed, and those waiters take the shortest hand-off there is.
+    const maxUses = 7;
+    await withQuietPool(
+      { max: 2, acquireTimeoutMs: Infinity, maxUses },
+      async (pool, destroyed) => {
+        const first = [await pool.acquire(), await pool.acquire()];
+        const served: number[] = [];
+        const uses = new Map<number, number>();
+        const queued = Array.from({ length: 40 }, (_, i) =>
+          pool.acquire().then(async (lease) => {
+            served.push(i);
+            const id = lease.value.id;
+            uses.set(id, (uses.get(id) ?? 0) + 1);
+            assert.equal(pool.stats().active <= 2, true);
+            await lease.release();
+            assert.equal(lease.released, true);
+          }));
+        assert.equal(pool.stats().waiting, 40);
+        for (const lease of first) await lease.release();
+        await Promise.all(queued);
+        assert.deepEqual(served, Array.from({ length: 40 }, (_, i) => i), "strictly FIFO");
+        const s = pool.stats();
+        assert.deepEqual(
+          [s.waiting, s.active, s.acquired, s.released, s.waitMs.max >= 0],
+          [0, 0, 42, 42, true],
+        );
+        for (const [id, n] of uses) {
+          assert.equal(n <= maxUses, true, `resource ${id} used ${n} times by waiters`);
+        }
+        // 42 uses at 7 each: six resources, each destroyed on its seventh release.
+        assert.equal(s.created, 6);
+        assert.deepEqual(destroyed.sort((a, b) => a - b), [1, 2, 3, 4, 5, 6]);
+        assert.equal(s.created - s.destroyed, s.idle + s.active);
+      },
+    );
+  });
+
   it("Pool destroys a lease released while the pool closes", async () => {
     await withQuietPool({}, async (pool, destroyed) => {
       const lease = await pool.acquire();
