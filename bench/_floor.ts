@@ -101,9 +101,12 @@ export class FloorPool<T> {
     return this.#idle.length;
   }
 
-  // Keeps the consumed prefix of the queue from growing without bound.
+  // Keeps the consumed prefix of the queue from growing without bound. An empty queue is left
+  // alone: setting an array's length is a runtime call in V8, and doing it on every release
+  // made the floor's uncontended acquire+release 25-30 % slower on Node and Deno.
   #compact(): void {
     if (this.#head === this.#waiters.length) {
+      if (this.#head === 0) return;
       this.#waiters.length = 0;
       this.#head = 0;
     } else if (this.#head >= 1024 && this.#head * 2 >= this.#waiters.length) {
