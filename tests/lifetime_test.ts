@@ -425,6 +425,59 @@ describe("retirement with nobody listening and no hooks (the quiet release path)
     });
   });
 
+  it("Pool never lends an idle resource past its lifetime, however far the coarse clock lags", async () => {
+    // No reaper tick for a minute: only the acquire itself can notice the lifetime is over.
+    await withQuietPool(
+      { maxLifetimeMs: 1_000, lifetimeJitter: 0, reapIntervalMs: 60_000 },
+      async (pool, destroyed, clock) => {
+        await (await pool.acquire()).release();
+        await clock.tickAsync(999);
+        const young = await pool.acquire();
+        assert.equal(young.value.id, 1, "1 ms short of its lifetime: still lent");
+        await young.release();
+        await clock.tickAsync(1);
+        const lease = await pool.acquire();
+        assert.equal(lease.value.id, 2, "a new resource: the first one reached its lifetime");
+        assert.deepEqual(destroyed, [1]);
+        await lease.release();
+      },
+    );
+  });
+
+  for (const idleOrder of ["lifo", "fifo"] as const) {
+    it(`Pool lends idle resources in ${idleOrder} order`, async () => {
+      await withQuietPool({ idleOrder }, async (pool) => {
+        const [a, b] = [await pool.acquire(), await pool.acquire()];
+        await a.release();
+        await b.release();
+        const next = await pool.acquire();
+        assert.equal(next.value.id, idleOrder === "lifo" ? 2 : 1);
+        await next.release();
+      });
+    });
+  }
+
+  it("Pool counts a lend from idle as a hit and a wait of 0 ms", async () => {
+    const clock = fakeTime();
+    let n = 0;
+    const pool = new Pool({
+      create: () =>
+        new Promise<{ id: number }>((resolve) => setTimeout(() => resolve({ id: ++n }), 10)),
+    });
+    try {
+      const first = pool.acquire();
+      await clock.tickAsync(10);
+      await (await first).release(); // waited 10 ms for its create
+      await (await pool.acquire()).release(); // from idle: 0 ms
+      const s = pool.stats();
+      assert.deepEqual([s.acquired, s.hitRate, s.created], [2, 0.5, 1]);
+      assert.equal(s.waitMs.avg, 5, "10 ms and 0 ms");
+    } finally {
+      await closeUnderFakeTime(pool, clock);
+      clock.uninstall();
+    }
+  });
+
   it("Pool destroys a resource on the release that reaches maxUses", async () => {
     await withQuietPool({ maxUses: 2 }, async (pool, destroyed) => {
       await (await pool.acquire()).release();
