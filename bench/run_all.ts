@@ -14,7 +14,7 @@
  *
  * ```sh
  * node_modules/.bin/node bench/run_all.ts [--runtimes deno,bun,node] [--only core,spike,memory,soak]
- *   [--rounds 3] [--time 250] [--quick]
+ *   [--rounds 5] [--time 250] [--quick]
  * ```
  * `--quick` is a smoke run (1 round, short measurements, 1 repeat, 100 000 soak cycles) whose
  * results are not worth committing.
@@ -32,7 +32,7 @@ const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const quick = flag("quick");
 const runtimes = option("runtimes", "deno,bun,node").split(",") as RuntimeName[];
 const only = new Set(option("only", "core,spike,memory,soak").split(","));
-const rounds = option("rounds", quick ? "1" : "3");
+const rounds = option("rounds", quick ? "1" : "5");
 const timeMs = option("time", quick ? "50" : "250");
 const spikeRepeats = quick ? "1" : "3";
 const memoryRepeats = quick ? "1" : "2";

@@ -14,7 +14,7 @@
  * the spread is the lowest and highest of those per-round ratios.
  *
  * Options: `--filter <regexp>` (on "group: name"; a matching group keeps its floor),
- * `--rounds <n>` (default 3), `--time <ms>` per measurement (default 250),
+ * `--rounds <n>` (default 5), `--time <ms>` per measurement (default 250),
  * `--json <path>` to write the results.
  *
  * @module
@@ -71,7 +71,7 @@ export interface CoreResults {
 const label = (c: Case) => `${c.group}: ${c.name}`;
 const filterText = option("filter");
 const filter = filterText === undefined ? undefined : new RegExp(filterText);
-const rounds = count("rounds", 3);
+const rounds = count("rounds", 5);
 const timeMs = count("time", 250);
 const jsonPath = option("json");
 

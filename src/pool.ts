@@ -286,24 +286,10 @@ export class Pool<T> implements AsyncDisposable {
    * ```
    */
   acquire(options?: AcquireOptions): Promise<Lease<T>> {
-    // The common case first, with nothing to decide: no options, nobody waiting or listening,
-    // nothing to check before reuse, and an idle resource not in the last interval of its life
-    // (measured: 10-35 ns less per uncontended acquire+release on all three runtimes).
-    // Anything else, a resource near its lifetime included, takes the full path below.
-    if (
-      options === undefined && this.#waiters.size === 0 && !this.#closed && !this.#hub.active &&
-      !this.#validates && this.#factory.isAlive === undefined
-    ) {
-      const r = this.#lifo ? this.#idle.tail : this.#idle.head;
-      if (r !== undefined) {
-        const now = this.#reaper.coarse();
-        if (r.expiresAt > now + this.#o.reapIntervalMs) {
-          this.#move(r, "active");
-          this.#hits++;
-          this.#waits.recordZero();
-          return Promise.resolve(this.#lease(r, undefined, now));
-        }
-      }
+    // The common case first: an idle resource with nothing to decide (see #lendAtOnce).
+    if (options === undefined && !this.#closed) {
+      const leased = this.#lendAtOnce();
+      if (leased !== undefined) return leased;
     }
     try {
       checkAcquireOptions(options, "acquire()");
@@ -318,6 +304,10 @@ export class Pool<T> implements AsyncDisposable {
         this.#hub.emit({ type: "abort", time: Date.now(), waitedMs: 0, reason: signal.reason });
       }
       return Promise.reject(signal.reason);
+    }
+    if (options !== undefined) {
+      const leased = this.#lendAtOnce(); // a signal or a deadline does not matter to it
+      if (leased !== undefined) return leased;
     }
     // Captured here, while the caller is still on the stack, and only when someone will read it;
     // formatting its stack is the costly part, left until a leak is reported.
@@ -339,6 +329,29 @@ export class Pool<T> implements AsyncDisposable {
     }
 
     return this.#enqueue(options?.timeoutMs ?? this.#o.acquireTimeoutMs, signal, origin, resource);
+  }
+
+  /**
+   * Lends an idle resource at once when there is nothing to decide: nobody waiting or
+   * listening, no check before reuse, and the resource not in the last reaper interval of its
+   * life (measured: 10-35 ns less per uncontended acquire+release on all three runtimes than
+   * the full path, which takes everything else, a resource near its lifetime included).
+   */
+  #lendAtOnce(): Promise<Lease<T>> | undefined {
+    if (
+      this.#waiters.size !== 0 || this.#hub.active || this.#validates ||
+      this.#factory.isAlive !== undefined
+    ) {
+      return undefined;
+    }
+    const r = this.#lifo ? this.#idle.tail : this.#idle.head;
+    if (r === undefined) return undefined;
+    const now = this.#reaper.coarse();
+    if (r.expiresAt <= now + this.#o.reapIntervalMs) return undefined;
+    this.#move(r, "active");
+    this.#hits++;
+    this.#waits.recordZero();
+    return Promise.resolve(this.#lease(r, undefined, now));
   }
 
   /**

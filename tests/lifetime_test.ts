@@ -457,6 +457,58 @@ describe("retirement with nobody listening and no hooks (the quiet release path)
     });
   }
 
+  it("Pool checks options, closing and the signal before lending an idle resource", async () => {
+    await withQuietPool({}, async (pool) => {
+      await (await pool.acquire()).release();
+      const reason = new Error("gone");
+      await assert.rejects(
+        pool.acquire({ signal: AbortSignal.abort(reason) }),
+        (e) => e === reason,
+      );
+      await assert.rejects(pool.acquire({ timeoutMs: -1 }), RangeError);
+      // @ts-expect-error: a wrong shape on purpose
+      await assert.rejects(pool.acquire({ signal: "nope" }), TypeError);
+      const lease = await pool.acquire({ signal: new AbortController().signal, timeoutMs: 5 });
+      assert.equal(lease.value.id, 1, "the idle one, at once");
+      const s = pool.stats();
+      assert.deepEqual([s.aborted, s.idle, s.active, s.hitRate], [1, 0, 1, 0.5]);
+      await lease.release();
+      const closing = pool.close();
+      await assert.rejects(pool.acquire(), { name: "PoolClosedError" });
+      await closing;
+    });
+  });
+
+  it("Pool refuses an acquire made while close() runs, with a resource still idle", async () => {
+    // close() aborts creates in flight before it destroys idle resources, and abort listeners
+    // run at once: one that acquires sees a closed pool with a resource still in idle.
+    const clock = fakeTime();
+    let n = 0;
+    let inner: Promise<unknown> | undefined;
+    const pool: Pool<{ id: number }> = new Pool({
+      create: (signal: AbortSignal) => {
+        if (++n === 1) return { id: 1 };
+        return new Promise<{ id: number }>((_, reject) => {
+          signal.addEventListener("abort", () => {
+            inner = pool.acquire();
+            reject(signal.reason);
+          });
+        });
+      },
+    }, { min: 2, max: 2 });
+    try {
+      await clock.tickAsync(1);
+      assert.deepEqual([pool.stats().idle, pool.stats().creating], [1, 1]);
+      const closing = pool.close();
+      assert.ok(inner, "the abort listener ran inside close()");
+      await assert.rejects(inner, { name: "PoolClosedError" });
+      await closing;
+    } finally {
+      await closeUnderFakeTime(pool, clock);
+      clock.uninstall();
+    }
+  });
+
   it("Pool counts a lend from idle as a hit and a wait of 0 ms", async () => {
     const clock = fakeTime();
     let n = 0;
