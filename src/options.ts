@@ -14,6 +14,11 @@ import type { PoolEvent } from "./events.ts";
  * check and clean it. Every hook may be sync or async. A hook that throws never corrupts the
  * pool: the error is reported as an event and, where a caller waits, as its rejection.
  *
+ * Whether the factory has `validate`, `reset` and `isAlive` is read once, when the pool is
+ * made, so that acquire and release skip a missing hook without looking for it: a hook may be
+ * replaced later (each call looks it up), but one added later is not called on acquire or
+ * release, and one removed later is skipped.
+ *
  * @example A factory of fake connections
  * ```ts
  * import { type Factory, Pool } from "@edgepool/pool";

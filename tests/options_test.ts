@@ -310,6 +310,63 @@ describe("PoolOptions defaults", () => {
     });
   });
 
+  describe("factory hooks changed after the pool was made", () => {
+    type Conn = { id: number };
+    function plainHooks(): Factory<Conn> & { made: number } {
+      const hooks = { made: 0, create: () => ({ id: ++hooks.made }) } as Factory<Conn> & {
+        made: number;
+      };
+      return hooks;
+    }
+
+    for (const listened of [false, true]) {
+      const how = listened ? "with a listener" : "with nobody listening";
+      it(`Pool never calls a reset or isAlive hook added later (${how})`, async () => {
+        const hooks = plainHooks();
+        const pool = new Pool(hooks, listened ? { onEvent: () => {} } : {});
+        try {
+          const calls: string[] = [];
+          hooks.reset = () => void calls.push("reset");
+          hooks.isAlive = () => (calls.push("isAlive"), false);
+          await (await pool.acquire()).release();
+          await (await pool.acquire()).release();
+          assert.deepEqual(calls, []);
+          assert.equal(hooks.made, 1, "reused, not judged dead");
+        } finally {
+          await pool.close();
+        }
+      });
+
+      it(`Pool calls a reset or isAlive hook replaced later, and skips one removed (${how})`, async () => {
+        const calls: string[] = [];
+        const hooks = plainHooks();
+        hooks.reset = () => void calls.push("old reset");
+        hooks.isAlive = () => (calls.push("old isAlive"), true);
+        hooks.validate = () => (calls.push("old validate"), true);
+        const pool = new Pool(hooks, {
+          validateBypassMs: 0,
+          ...(listened ? { onEvent: () => {} } : {}),
+        });
+        try {
+          await (await pool.acquire()).release(); // created: reset only
+          hooks.reset = () => void calls.push("new reset");
+          hooks.isAlive = () => (calls.push("new isAlive"), true);
+          hooks.validate = () => (calls.push("new validate"), true);
+          await (await pool.acquire()).release();
+          delete hooks.reset;
+          delete hooks.isAlive;
+          delete hooks.validate;
+          await (await pool.acquire()).release();
+          assert.deepEqual(calls, ["old reset", "new isAlive", "new validate", "new reset"]);
+          assert.equal(hooks.made, 1, "one resource throughout");
+          assert.equal(pool.stats().destroyed, 0);
+        } finally {
+          await pool.close();
+        }
+      });
+    }
+  });
+
   it("Pool skips validation when validateOnAcquire is false even with validate()", async () => {
     await withFakeTime(async (clock) => {
       await withClockPool(clock, { validateOnAcquire: false }, async (pool, factory) => {
