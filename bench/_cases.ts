@@ -135,6 +135,51 @@ async function floorManySignal(pool: FloorPool<Conn>, signals: AbortSignal[]): P
   await Promise.all(all);
 }
 
+/**
+ * The floor behind edgepool's API: a lease object per acquire that refuses its value once
+ * ended, and a `release()` returning a promise that the caller awaits (as `await using` does).
+ * What it costs over the floor is what the API itself costs, whatever the pool behind it.
+ */
+class FloorLease {
+  #conn: Conn | undefined;
+  readonly #pool: FloorPool<Conn>;
+  constructor(conn: Conn, pool: FloorPool<Conn>) {
+    this.#conn = conn;
+    this.#pool = pool;
+  }
+  get value(): Conn {
+    if (this.#conn === undefined) throw new Error("the lease has ended");
+    return this.#conn;
+  }
+  release(): Promise<void> {
+    const conn = this.#conn;
+    if (conn !== undefined) {
+      this.#conn = undefined;
+      this.#pool.release(conn);
+    }
+    return TICK;
+  }
+}
+
+async function floorLeaseOnce(pool: FloorPool<Conn>): Promise<void> {
+  const lease = new FloorLease(await pool.acquire(), pool);
+  lease.value.uses++;
+  await lease.release();
+}
+
+async function floorLeaseTask(pool: FloorPool<Conn>): Promise<void> {
+  const lease = new FloorLease(await pool.acquire(), pool);
+  lease.value.uses++;
+  await TICK;
+  await lease.release();
+}
+
+async function floorLeaseMany(pool: FloorPool<Conn>): Promise<void> {
+  const all = new Array<Promise<void>>(TASKS);
+  for (let i = 0; i < TASKS; i++) all[i] = floorLeaseTask(pool);
+  await Promise.all(all);
+}
+
 /** The floor plus what edgepool's leak detection does per acquire: format a stack. */
 async function floorOnceStack(pool: FloorPool<Conn>): Promise<void> {
   sink = new Error("acquired here").stack;
@@ -616,6 +661,9 @@ function groupCases(
   return rows.map(([name, make], i) => ({ group, name, baseline: i === 0, ops, make }));
 }
 
+/** The row of the floor behind edgepool's API (see `FloorLease`). */
+export const FLOOR_API = "floor with edgepool's API (a lease, release awaited)";
+
 /** The group names of the cases, for filters and reports. */
 export const GROUPS = {
   one: "uncontended acquire+release",
@@ -636,6 +684,10 @@ export const CASES: Case[] = [
     ["floor", () => {
       const pool = floorPool();
       return { fn: floorOnce.bind(undefined, pool), check: floorCheck(pool), close: NOTHING };
+    }],
+    [FLOOR_API, () => {
+      const pool = floorPool();
+      return { fn: floorLeaseOnce.bind(undefined, pool), check: floorCheck(pool), close: NOTHING };
     }],
     ["edgepool", async () => {
       const pool = await edgePool({ acquireTimeoutMs: Infinity });
@@ -675,6 +727,10 @@ export const CASES: Case[] = [
     ["floor", () => {
       const pool = floorPool();
       return { fn: floorMany.bind(undefined, pool), check: floorCheck(pool), close: NOTHING };
+    }],
+    [FLOOR_API, () => {
+      const pool = floorPool();
+      return { fn: floorLeaseMany.bind(undefined, pool), check: floorCheck(pool), close: NOTHING };
     }],
     ["edgepool", async () => {
       const pool = await edgePool({ acquireTimeoutMs: Infinity });
