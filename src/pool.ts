@@ -353,7 +353,7 @@ export class Pool<T> implements AsyncDisposable {
     const r = this.#lifo ? this.#idle.tail : this.#idle.head;
     if (r === undefined) return undefined;
     const now = this.#reaper.coarse();
-    if (r.expiresAt <= now + this.#o.reapIntervalMs) return undefined;
+    if (!this.#farFromExpiry(r, now)) return undefined;
     this.#move(r, "active");
     this.#hits++;
     this.#waits.recordZero();
@@ -770,8 +770,13 @@ export class Pool<T> implements AsyncDisposable {
    * interval, so only a resource in the last interval of its life costs a real clock read.
    */
   #expired(r: Resource<T>, coarse: number = this.#reaper.coarse()): boolean {
-    if (r.expiresAt > coarse + this.#o.reapIntervalMs) return false;
+    if (this.#farFromExpiry(r, coarse)) return false;
     return r.expiresAt <= this.#reaper.now();
+  }
+
+  /** True when `r` is not in the last reaper interval of its life, by the coarse clock. */
+  #farFromExpiry(r: Resource<T>, coarse: number): boolean {
+    return r.expiresAt > coarse + this.#o.reapIntervalMs;
   }
 
   #takeIdle(): Resource<T> | undefined {
@@ -1193,7 +1198,7 @@ export class Pool<T> implements AsyncDisposable {
       r.uses < this.#o.maxUses
     ) {
       const now = this.#reaper.coarse();
-      if (r.expiresAt > now + this.#o.reapIntervalMs) {
+      if (this.#farFromExpiry(r, now)) {
         r.lease = r.origin = undefined;
         this.#released++;
         r.returnedAt = r.checkedAt = now;

@@ -65,8 +65,9 @@ export class Reaper {
   /**
    * The pool's clock without reading it: the latest reading, refreshed by every tick and every
    * `now()`, so at most one interval behind while the interval runs (and read afresh every
-   * 256th call, which also notices a dropped interval). Good for ages measured in seconds or minutes
-   * (lifetime, idle timeout, leaks); reading the real clock costs more than a whole acquire.
+   * 256th call, which also notices a dropped interval). Good for ages measured in seconds or
+   * minutes (lifetime, idle timeout, leaks); reading the real clock costs more than a whole
+   * acquire.
    * Whole milliseconds, rounded up (never behind the reading it keeps): V8 keeps a small
    * integer (below 2^30, so for a process's first 12 days) unboxed, and stamping resources
    * with one measured 10-16 ns less per acquire+release than with a fractional reading on
