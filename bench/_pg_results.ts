@@ -51,6 +51,7 @@ export const PG = {
   edge: "edgepool + postgres.js (reset: none)",
   edgeUse: "edgepool + postgres.js (reset: none), through pool.use()",
   edgeRollback: "edgepool + postgres.js (default reset: rollback)",
+  edgePipelined: "edgepool + postgres.js (reset: rollback, pipelineReset)",
   postgres: "postgres.js own pool",
   postgresNoPipeline: "postgres.js own pool, max_pipeline: 1",
   floor: "floor + postgres.js (10 clients of max 1)",

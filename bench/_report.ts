@@ -443,6 +443,18 @@ function pgSection(pg: PgResults): string {
       undefined,
     );
     check(
+      "reset: rollback pipelined vs awaited, short",
+      get("short", PG.edgePipelined)?.qps,
+      get("short", PG.edgeRollback)?.qps,
+      undefined,
+    );
+    check(
+      "reset: rollback pipelined vs pg-pool, short",
+      get("short", PG.edgePipelined)?.qps,
+      get("short", PG.pgPool)?.qps,
+      undefined,
+    );
+    check(
       "vs the floor over the same connections, short",
       edge.short?.qps,
       get("short", PG.floor)?.qps,

@@ -3,7 +3,8 @@
  *
  * - edgepool + postgres.js (`postgresFactory`, `max: 10`), with `reset: "none"` (like the
  *   others, it sends nothing on release) and with the factory's default `reset: "rollback"`
- *   (a `ROLLBACK` per release). Each query leases a connection as `await using` does (acquire,
+ *   (a `ROLLBACK` per release, awaited), and with `reset: "rollback"` pipelined
+ *   (`pipelineReset: true`: sent, not awaited). Each query leases a connection as `await using` does (acquire,
  *   query, then release in a `finally`), the same shape as the floor's;
  * - the same through `pool.use(fn)`. Only this contender calls `use()`: once `use()` has run
  *   several different functions in a process (as it did when every edgepool contender used it),
@@ -90,6 +91,9 @@ async function leased(pool: Pool<postgres.Sql>): Promise<unknown> {
 function contenders(url: string): Contender[] {
   const edge = new Pool(postgresFactory(postgres, url, { reset: "none" }), { max: MAX });
   const edgeRollback = new Pool(postgresFactory(postgres, url), { max: MAX });
+  const edgePipelined = new Pool(postgresFactory(postgres, url, { pipelineReset: true }), {
+    max: MAX,
+  });
   const edgeForUse = new Pool(postgresFactory(postgres, url, { reset: "none" }), { max: MAX });
   const sql = postgres(url, { max: MAX, onnotice: noop });
   // `max_pipeline` is a postgres.js option its types leave out.
@@ -130,6 +134,11 @@ function contenders(url: string): Contender[] {
       name: PG.edgeRollback,
       query: () => leased(edgeRollback),
       close: () => edgeRollback.close(),
+    },
+    {
+      name: PG.edgePipelined,
+      query: () => leased(edgePipelined),
+      close: () => edgePipelined.close(),
     },
     { name: PG.postgres, query: () => sql`select 1`, close: () => sql.end() },
     {

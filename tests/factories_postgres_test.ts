@@ -208,6 +208,109 @@ describe("postgresFactory()", () => {
     await assert.rejects(async () => await f.reset!(sql, info), /closed/);
   });
 
+  it("reset() is awaited by default and pipelined with pipelineReset", async () => {
+    const cases: [object, boolean][] = [
+      [{}, false],
+      [{ reset: "rollback" }, false],
+      [{ reset: "rollback", pipelineReset: true }, true],
+      [{ pipelineReset: false }, false],
+      [{ reset: "discard" }, false],
+      [{ reset: "discard", pipelineReset: true }, true],
+      [{ resetQuery: "rollback; reset all" }, false],
+      [{ resetQuery: "rollback; reset all", pipelineReset: true }, true],
+    ];
+    for (const [options, pipelined] of cases) {
+      const { driver } = fakeDriver();
+      const f = postgresFactory(driver, URL, options);
+      const sql = await f.create(signal());
+      sql.next = "hang"; // an answer never comes: only an awaited reset would notice
+      const outcome = f.reset!(sql, info);
+      assert.equal(sql.queries.length, 2, `${JSON.stringify(options)} sent its statements`);
+      if (pipelined) {
+        assert.equal(outcome, undefined, `${JSON.stringify(options)} returns at once`);
+      } else {
+        assert.ok(outcome instanceof Promise, `${JSON.stringify(options)} returns a promise`);
+      }
+      await f.destroy!(sql, info); // clears the pipelined reset's watchdog
+    }
+  });
+
+  it("rejects a non-boolean pipelineReset and a bad pipelinedResetTimeoutMs", () => {
+    const { driver } = fakeDriver();
+    assert.throws(() => postgresFactory(driver, URL, { pipelineReset: "yes" as never }), {
+      name: "TypeError",
+      message: /pipelineReset must be a boolean, received string/,
+    });
+    assert.throws(() => postgresFactory(driver, URL, { pipelinedResetTimeoutMs: -1 }), {
+      name: "RangeError",
+      message: /pipelinedResetTimeoutMs .* received -1/,
+    });
+  });
+
+  it("ends the connection when a pipelined reset fails", async () => {
+    const { driver } = fakeDriver();
+    const dropped: FakeSql[] = [];
+    const f = postgresFactory(driver, URL, {
+      pipelineReset: true,
+      onDisconnect: (c) => dropped.push(c),
+    });
+    const sql = await f.create(signal());
+    sql.next = Object.assign(new Error("terminating connection"), { code: "57P01" });
+    assert.equal(f.reset!(sql, info), undefined);
+    assert.equal(f.isAlive!(sql), true); // not known yet
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    assert.equal(f.isAlive!(sql), false);
+    assert.deepEqual(sql.ends, [{ timeout: 0 }]);
+    assert.deepEqual(dropped, [sql]);
+    assert.throws(() => f.reset!(sql, info), /closed/); // the pool destroys it on its next release
+  });
+
+  it("ends the connection when a pipelined reset goes unanswered, and only then", async () => {
+    const { driver } = fakeDriver();
+    const f = postgresFactory(driver, URL, {
+      pipelineReset: true,
+      pipelinedResetTimeoutMs: 200,
+    });
+    const sql = await f.create(signal());
+    // Answered resets, then quiet: the watchdog finds nothing overdue and stops.
+    for (let i = 0; i < 3; i++) assert.equal(f.reset!(sql, info), undefined);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    assert.equal(f.isAlive!(sql), true);
+    assert.deepEqual(sql.ends, []);
+    // One answered (it arms the watchdog), then 100 ms later one that hangs: the watchdog finds
+    // it 100 ms old and waits on; the connection is ended once it is 200 ms old, not before.
+    f.reset!(sql, info);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    sql.next = "hang";
+    const sent = performance.now();
+    f.reset!(sql, info);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(f.isAlive!(sql), true);
+    while (f.isAlive!(sql) && performance.now() - sent < 2_000) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    assert.equal(f.isAlive!(sql), false);
+    assert.ok(performance.now() - sent >= 199, "not ended before its deadline");
+    assert.deepEqual(sql.ends, [{ timeout: 0 }]);
+  });
+
+  it("with pipelineReset, a pool hands the connection on within release()", async () => {
+    const { driver, made } = fakeDriver();
+    const pool = new Pool(postgresFactory(driver, URL, { pipelineReset: true }), { max: 1 });
+    try {
+      const lease = await pool.acquire();
+      const waiting = pool.acquire();
+      await lease.release();
+      const next = await waiting;
+      assert.equal(next.value, made[0]);
+      assert.deepEqual(made[0].queries, ["select 1", "rollback"]); // sent before the next lease
+      await next.release();
+      assert.equal(pool.stats().created, 1);
+    } finally {
+      await pool.close();
+    }
+  });
+
   it("ends a client whose connection dropped and calls onDisconnect once", async () => {
     const { driver } = fakeDriver();
     const dropped: FakeSql[] = [];

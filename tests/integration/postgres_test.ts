@@ -123,8 +123,10 @@ describe("postgresFactory with a running server", () => {
     assert.equal(pool.stats().created, 4);
   });
 
-  it("rolls back a transaction left open before the connection is reused", async () => {
-    const pool = new Pool(factory(appName()), { max: 1 });
+  it("with pipelineReset, the rollback runs before the next lease's queries", async () => {
+    // The ROLLBACK is pipelined: release() returns before it is answered, and the next lease's
+    // queries run after it on the same connection.
+    const pool = new Pool(factory(appName(), { pipelineReset: true }), { max: 1 });
     try {
       const lease = await pool.acquire();
       const pid = await pidOf(lease.value);
@@ -132,23 +134,48 @@ describe("postgresFactory with a running server", () => {
       await lease.value`insert into items values (1)`;
       assert.equal(await stateOf(pid), "idle in transaction");
       await lease.release(); // no commit
-      assert.equal(await stateOf(pid), "idle");
       await pool.use(async (sql) => {
         assert.equal(await pidOf(sql), pid);
         const [{ n }] = await sql`select count(*)::int as n from items`;
         assert.equal(n, 0);
       });
-      // A transaction failed by an error is rolled back too.
+      assert.equal(await stateOf(pid), "idle");
+      // A transaction failed by an error is rolled back too, and the next user's own
+      // transaction (postgres.js reserves the connection for it) starts after the rollback.
+      const failed = await pool.acquire();
+      await failed.value`begin`;
+      await assert.rejects(failed.value`select 1/0`);
+      assert.equal(await stateOf(pid), "idle in transaction (aborted)");
+      await failed.release();
+      const [{ id }] = await pool.use((sql) =>
+        sql.begin((tx) => tx`insert into items values (2) returning id`)
+      );
+      assert.equal(id, 2);
+      assert.equal(await stateOf(pid), "idle");
+      assert.equal(pool.stats().created, 1);
+      const rows = await cluster.query<{ id: number }>("select id from items order by id");
+      assert.deepEqual(rows.map((r) => r.id), [2]);
+      await cluster.query("delete from items");
+    } finally {
+      await closePool(pool);
+    }
+  });
+
+  it("rolls back a transaction left open before release() resolves", async () => {
+    const pool = new Pool(factory(appName()), { max: 1 });
+    try {
+      const lease = await pool.acquire();
+      const pid = await pidOf(lease.value);
+      await lease.value`begin`;
+      await lease.value`insert into items values (1)`;
+      await lease.release(); // no commit
+      assert.equal(await stateOf(pid), "idle");
       const failed = await pool.acquire();
       await failed.value`begin`;
       await assert.rejects(failed.value`select 1/0`);
       assert.equal(await stateOf(pid), "idle in transaction (aborted)");
       await failed.release();
       assert.equal(await stateOf(pid), "idle");
-      await pool.use(async (sql) => {
-        const [{ one }] = await sql`select 1 as one`;
-        assert.equal(one, 1);
-      });
       assert.equal(pool.stats().created, 1);
       const [{ n }] = await cluster.query<{ n: number }>("select count(*)::int as n from items");
       assert.equal(n, 0);
