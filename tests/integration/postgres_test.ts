@@ -313,6 +313,37 @@ describe("postgresFactory with a running server", () => {
     }
   });
 
+  it("with pipelineReset, a rollback that never answers ends the connection: an error, not a hang", async () => {
+    const proxy = await startProxy(cluster.port);
+    const app = appName();
+    const url = cluster.url.replace(`:${cluster.port}/`, `:${proxy.port}/`);
+    const pool = new Pool(
+      factory(app, { pipelineReset: true, pipelinedResetTimeoutMs: 300 }, url),
+      { max: 1, destroyTimeoutMs: 500 },
+    );
+    try {
+      const first = await pool.acquire();
+      const conn = first.value;
+      const pid = await pidOf(conn);
+      proxy.freeze(); // the connection stays open but nothing gets through
+      const started = Date.now();
+      await first.release(); // the ROLLBACK goes out and is never answered
+      const second = await pool.acquire({ timeoutMs: 3_000 });
+      assert.equal(second.value, conn); // handed on at once: no round trip on release
+      const error = await second.value`select 1`.then(() => undefined, (e: unknown) => e);
+      const tookMs = Date.now() - started;
+      assert.ok(isConnectionError(error), `not a connection error: ${inspect(error)}`);
+      assert.ok(tookMs >= 290 && tookMs < 2_000, `took ${tookMs} ms`);
+      await second.release(); // the connection is dead: destroyed, not reused
+      assert.notEqual(await pool.use((sql) => pidOf(sql), { timeoutMs: 3_000 }), pid);
+      const s = pool.stats();
+      assert.deepEqual([s.created, s.destroyed], [2, 1]);
+    } finally {
+      await closePool(pool);
+      await proxy.close();
+    }
+  });
+
   it("never shows the password in errors, events or stats", async () => {
     const secret = cluster.password;
     const wrong = `wrong-${secret.slice(3, 11)}-pw`;
