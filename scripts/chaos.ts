@@ -33,8 +33,9 @@
  *
  * Usage (Node 24; Deno and Bun run it too):
  *   node_modules/.bin/node scripts/chaos.ts [--json] [--duration-ms N] [--workers N] [--max N]
- *     [--kill-every-ms N] [--stall-ms N] [--down-ms N] [--trace]
- * `--trace` also logs the pool's events and every failure, with their times, to stderr.
+ *     [--kill-every-ms N] [--stall-ms N] [--down-ms N] [--pipeline-reset] [--trace]
+ * `--pipeline-reset` turns on the factory's `pipelineReset` (the ROLLBACK on release is sent, not
+ * awaited). `--trace` also logs the pool's events and every failure, with their times, to stderr.
  * Each option also reads EDGEPOOL_CHAOS_<NAME> (EDGEPOOL_CHAOS_DURATION_MS, …, TRACE=1). The load runs
  * for about `--duration-ms` (default 36 000) plus the restart itself; starting the throwaway
  * cluster adds a few seconds. `DATABASE_URL` is refused: the run must control the server.
@@ -61,6 +62,8 @@ interface Settings {
   downMs: number;
   /** Pool events and failures to stderr, with their times. */
   trace: boolean;
+  /** The factory's `pipelineReset`: the ROLLBACK on release is sent, not awaited. */
+  pipelineReset: boolean;
 }
 
 const POOL_OPTIONS = {
@@ -93,10 +96,12 @@ function parseSettings(argv: string[]): Settings {
   }
   let json = false;
   let trace = process.env.EDGEPOOL_CHAOS_TRACE === "1";
+  let pipelineReset = process.env.EDGEPOOL_CHAOS_PIPELINE_RESET === "1";
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === "--json") json = true;
     else if (arg === "--trace") trace = true;
+    else if (arg === "--pipeline-reset") pipelineReset = true;
     else if (arg === "--help" || arg === "-h") usage();
     else if (arg.startsWith("--") && arg.slice(2).split("=")[0] in numbers) {
       const [name, inline] = arg.slice(2).split("=", 2);
@@ -109,6 +114,7 @@ function parseSettings(argv: string[]): Settings {
   return {
     json,
     trace,
+    pipelineReset,
     durationMs: numbers["duration-ms"],
     workers: numbers.workers,
     max: numbers.max,
@@ -131,7 +137,7 @@ function usage(error?: string): never {
   if (error) console.error(`chaos: ${error}`);
   console.error(
     "usage: node scripts/chaos.ts [--json] [--duration-ms N] [--workers N] [--max N] " +
-      "[--kill-every-ms N] [--stall-ms N] [--down-ms N] [--trace]",
+      "[--kill-every-ms N] [--stall-ms N] [--down-ms N] [--pipeline-reset] [--trace]",
   );
   process.exit(error ? 2 : 0);
 }
@@ -361,6 +367,7 @@ async function main(settings: Settings): Promise<Record<string, unknown>> {
   const pool: Pool<Sql> = new Pool(
     postgresFactory(driver, url, {
       connectTimeoutMs: CONNECT_TIMEOUT_MS,
+      pipelineReset: settings.pipelineReset,
       onDisconnect: (client) => void pool.evict((c) => c === client),
     }),
     {
