@@ -43,6 +43,19 @@ async function stateOf(pid: number): Promise<string> {
   return row.state;
 }
 
+/** Leaves a transaction open on `sql`: an insert, not committed. */
+async function leaveTransactionOpen(sql: Sql): Promise<void> {
+  await sql`begin`;
+  await sql`insert into items values (1)`;
+}
+
+/** Leaves a transaction aborted by an error on `sql`, the backend `pid`. */
+async function leaveTransactionAborted(sql: Sql, pid: number): Promise<void> {
+  await sql`begin`;
+  await assert.rejects(sql`select 1/0`);
+  assert.equal(await stateOf(pid), "idle in transaction (aborted)");
+}
+
 describe("postgresFactory with a running server", () => {
   before(async () => {
     cluster = await startCluster();
@@ -130,8 +143,7 @@ describe("postgresFactory with a running server", () => {
     try {
       const lease = await pool.acquire();
       const pid = await pidOf(lease.value);
-      await lease.value`begin`;
-      await lease.value`insert into items values (1)`;
+      await leaveTransactionOpen(lease.value);
       assert.equal(await stateOf(pid), "idle in transaction");
       await lease.release(); // no commit
       await pool.use(async (sql) => {
@@ -143,9 +155,7 @@ describe("postgresFactory with a running server", () => {
       // A transaction failed by an error is rolled back too, and the next user's own
       // transaction (postgres.js reserves the connection for it) starts after the rollback.
       const failed = await pool.acquire();
-      await failed.value`begin`;
-      await assert.rejects(failed.value`select 1/0`);
-      assert.equal(await stateOf(pid), "idle in transaction (aborted)");
+      await leaveTransactionAborted(failed.value, pid);
       await failed.release();
       const [{ id }] = await pool.use((sql) =>
         sql.begin((tx) => tx`insert into items values (2) returning id`)
@@ -166,14 +176,11 @@ describe("postgresFactory with a running server", () => {
     try {
       const lease = await pool.acquire();
       const pid = await pidOf(lease.value);
-      await lease.value`begin`;
-      await lease.value`insert into items values (1)`;
+      await leaveTransactionOpen(lease.value);
       await lease.release(); // no commit
       assert.equal(await stateOf(pid), "idle");
       const failed = await pool.acquire();
-      await failed.value`begin`;
-      await assert.rejects(failed.value`select 1/0`);
-      assert.equal(await stateOf(pid), "idle in transaction (aborted)");
+      await leaveTransactionAborted(failed.value, pid);
       await failed.release();
       assert.equal(await stateOf(pid), "idle");
       assert.equal(pool.stats().created, 1);
