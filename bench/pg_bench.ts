@@ -17,9 +17,9 @@
  * - pg-pool (node-postgres, `max: 10`);
  * - a new postgres.js connection per query (time-bounded).
  *
- * A short run (`--short-s`, 5 s) per contender, repeated `--rounds` times (3) with the order
+ * A short run (`--short-s`, 5 s) per contender, repeated `--rounds` times (5) with the order
  * rotated, then sustained runs of `--sustained` queries (200 000) each for the main
- * contenders, repeated `--sustained-rounds` times (3), order rotated likewise (a single run of
+ * contenders, repeated `--sustained-rounds` times (5), order rotated likewise (a single run of
  * each swung by 10–25 % with the machine's load). Reports queries per second, the p50/p99 latency of one query as a worker sees
  * it (waiting for a connection included), and the client process's CPU time per query (pool
  * and driver together; steadier than q/s on a shared machine).
@@ -30,7 +30,7 @@
  *
  * ```sh
  * node_modules/.bin/node bench/pg_bench.ts [--runtimes node,bun,deno] [--short-s 5]
- *   [--rounds 3] [--sustained 200000] [--sustained-rounds 3] [--per-query-s 4] [--json path]
+ *   [--rounds 5] [--sustained 200000] [--sustained-rounds 5] [--per-query-s 4] [--json path]
  *   [--no-render]
  * ```
  *
@@ -199,11 +199,16 @@ async function drive(
   };
 }
 
+/** Short runs per contender, and sustained runs per main contender: 5 each, since pg-pool's own
+ * runs spread by ±20 % here and 3 left the medians at the mercy of one slow run. */
+const ROUNDS = 5;
+const SUSTAINED_ROUNDS = 5;
+
 async function childMain(url: string): Promise<void> {
   const shortS = count("short-s", 5);
-  const rounds = count("rounds", 3);
+  const rounds = count("rounds", ROUNDS);
   const sustained = count("sustained", 200_000);
-  const sustainedRounds = count("sustained-rounds", 3);
+  const sustainedRounds = count("sustained-rounds", SUSTAINED_ROUNDS);
   const perQueryS = count("per-query-s", 4);
   const all = contenders(url);
   const runs: PgRun[] = [];
@@ -333,9 +338,9 @@ async function parentMain(): Promise<void> {
     workers: WORKERS,
     max: MAX,
     shortSeconds: count("short-s", 5),
-    rounds: count("rounds", 3),
+    rounds: count("rounds", ROUNDS),
     sustainedQueries: count("sustained", 200_000),
-    sustainedRounds: count("sustained-rounds", 3),
+    sustainedRounds: count("sustained-rounds", SUSTAINED_ROUNDS),
     perQuerySeconds: count("per-query-s", 4),
     runtimes: results,
   };
