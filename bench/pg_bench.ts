@@ -4,8 +4,8 @@
  * - edgepool + postgres.js (`postgresFactory`, `max: 10`), with `reset: "none"` (like the
  *   others, it sends nothing on release) and with the factory's default `reset: "rollback"`
  *   (a `ROLLBACK` per release, awaited), and with `reset: "rollback"` pipelined
- *   (`pipelineReset: true`: sent, not awaited). Each query leases a connection as `await using` does (acquire,
- *   query, then release in a `finally`), the same shape as the floor's;
+ *   (`pipelineReset: true`: sent, not awaited). Each query leases a connection as `await using`
+ *   does (acquire, query, then release in a `finally`), the same shape as the floor's;
  * - the same through `pool.use(fn)`. Only this contender calls `use()`: once `use()` has run
  *   several different functions in a process (as it did when every edgepool contender used it),
  *   V8 no longer specialises the call and the `await` of its result, which cost 3–6 µs of CPU

@@ -237,6 +237,14 @@ interface State {
 
 const noop = () => {};
 
+/** A connection's state; `dead` for one the factory never made (or that is already gone). */
+const newState = (dead: boolean): State => ({
+  dead,
+  ending: dead,
+  resets: [],
+  watchdog: undefined,
+});
+
 function checkDuration(what: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== "number") {
@@ -406,7 +414,7 @@ export function postgresFactory<S extends PostgresClient, O extends object>(
   return {
     async create(signal: AbortSignal): Promise<S> {
       if (signal.aborted) throw signal.reason;
-      const state: State = { dead: false, ending: false, resets: [], watchdog: undefined };
+      const state = newState(false);
       let sql: S | undefined;
       const userOnClose = given.onclose as ((id: number) => void) | undefined;
       const clientOptions = {
@@ -479,8 +487,7 @@ export function postgresFactory<S extends PostgresClient, O extends object>(
     },
 
     async destroy(sql: S): Promise<void> {
-      const state = states.get(sql) ??
-        { dead: true, ending: true, resets: [], watchdog: undefined };
+      const state = states.get(sql) ?? newState(true);
       await end(sql, state, state.dead ? 0 : endTimeoutMs);
     },
 
