@@ -1,7 +1,8 @@
 /**
  * The errors a pool rejects with. Callers catch these by class or by their literal `name`;
- * each carries a `stats` snapshot of the pool at the moment it failed and, where one exists,
- * the underlying error as `cause`. Messages say what failed and the pool's state, and never
+ * each carries a `stats` snapshot of the pool at the moment it failed (all but the one
+ * `lease.value` throws after the lease ended: a lease does not hold its pool) and, where one
+ * exists, the underlying error as `cause`. Messages say what failed and the pool's state, and never
  * contain a resource's value nor the text of an error the pool did not make (a driver's message
  * may hold a connection string or a password): such an error is only named by its kind, and is
  * reachable as `cause`.
@@ -35,7 +36,7 @@ export function describeState(stats: PoolStats): string {
 export class PoolError extends Error {
   /** Always `"PoolError"`, so the error can be told apart without `instanceof`. */
   override name = "PoolError";
-  /** The pool's counters when the error was raised. */
+  /** The pool's counters when the error was raised; `undefined` only for a stale `lease.value`. */
   readonly stats: PoolStats | undefined;
 
   /** Makes an error; `stats` is the pool's state to report. */

@@ -31,6 +31,32 @@ import type { PoolEvent } from "./events.ts";
  * await using pool = new Pool(factory, { max: 4 });
  * await pool.use((conn) => conn.id);
  * ```
+ *
+ * @example Hooks that return what the driver returns
+ * ```ts
+ * import { Pool } from "@edgepool/pool";
+ * import assert from "node:assert/strict";
+ *
+ * // A driver whose calls resolve with results: destroy and reset may return them as they are.
+ * class Conn {
+ *   log: string[] = [];
+ *   query(sql: string): Promise<{ command: string }> {
+ *     this.log.push(sql);
+ *     return Promise.resolve({ command: sql.toUpperCase() });
+ *   }
+ *   end(): Promise<boolean> {
+ *     return Promise.resolve(true);
+ *   }
+ * }
+ * const pool = new Pool({
+ *   create: () => new Conn(),
+ *   destroy: (conn) => conn.end(),
+ *   reset: (conn) => conn.query("rollback"),
+ * });
+ * const log = await pool.use(async (conn) => (await conn.query("select 1"), conn.log));
+ * await pool.close();
+ * assert.deepEqual(log, ["select 1", "rollback"]);
+ * ```
  */
 export interface Factory<T> {
   /**
@@ -38,15 +64,22 @@ export interface Factory<T> {
    * resource returned after that is destroyed.
    */
   create(signal: AbortSignal): T | Promise<T>;
-  /** Ends a resource; bounded by `destroyTimeoutMs`. */
-  destroy?(value: T, info: ResourceInfo): void | Promise<void>;
+  /**
+   * Ends a resource; bounded by `destroyTimeoutMs`. What it returns is ignored, except that a
+   * promise is awaited (so `(conn) => conn.end()` fits whatever `end()` resolves with).
+   */
+  destroy?(value: T, info: ResourceInfo): unknown;
   /**
    * Checks a resource before it is handed out again (and on keepalive). `false`, a throw or
    * exceeding `validateTimeoutMs` (which aborts `signal`) destroys it.
    */
   validate?(value: T, signal: AbortSignal, info: ResourceInfo): boolean | Promise<boolean>;
-  /** Cleans a released resource before reuse (roll back, reset session state); a throw destroys it. */
-  reset?(value: T, info: ResourceInfo): void | Promise<void>;
+  /**
+   * Cleans a released resource before reuse (roll back, reset session state); a throw or a
+   * rejection destroys it. What it returns is ignored, except that a promise is awaited (so
+   * `(conn) => conn.query("rollback")` fits whatever the query resolves with).
+   */
+  reset?(value: T, info: ResourceInfo): unknown;
   /**
    * A cheap, synchronous liveness check made every time an idle resource is handed out, even
    * within `validateBypassMs` (e.g. "has the driver seen this connection close?"). `false`
@@ -76,11 +109,11 @@ export type IdleOrder = "lifo" | "fifo";
 export interface PoolOptions {
   /** Resources kept warm, even when idle. @default {0} */
   min?: number;
-  /** The most resources that may exist at once, counting creations in flight. @default {10} */
+  /** The most resources that may exist at once, counting creates and destroys in flight. @default {10} */
   max?: number;
   /** How long `acquire()` waits by default; `Infinity` waits forever. @default {30_000} */
   acquireTimeoutMs?: number;
-  /** The most acquires that may wait at once; past it `PoolExhaustedError`. @default {Infinity} */
+  /** The most acquires that may queue while the pool is at `max`; past it `PoolExhaustedError`. @default {Infinity} */
   maxWaiting?: number;
   /**
    * The most creates in flight at once. Creation follows demand, but a burst of waiters is

@@ -17,6 +17,7 @@ import { after, cancelAfter, keepAlive, type TimerHandle, timersAllowed } from "
 import { type Deadline, DeadlineList } from "./_deadlines.ts";
 import {
   AcquireTimeoutError,
+  describeState,
   errorText,
   PoolClosedError,
   PoolError,
@@ -1033,9 +1034,7 @@ export class Pool<T> implements AsyncDisposable {
         settled();
       });
       deadline = this.#deadlines.create.arm(started, () => {
-        const error = new PoolError(
-          `cannot create a resource: factory.create() took longer than ${this.#o.createTimeoutMs} ms`,
-        );
+        const error = this.#hookTimeout("create", this.#o.createTimeoutMs);
         controller.abort(error);
         if (finish()) this.#createFailed(error);
         settled();
@@ -1315,6 +1314,16 @@ export class Pool<T> implements AsyncDisposable {
     return work;
   }
 
+  /** The error of a factory hook that outlived its timeout, with the pool's state. */
+  #hookTimeout(hook: "create" | "validate" | "reset" | "destroy", timeoutMs: number): PoolError {
+    const stats = this.stats();
+    const what = hook === "create" ? "cannot create a resource" : `cannot ${hook} a resource`;
+    return new PoolError(
+      `${what}: factory.${hook}() took longer than ${timeoutMs} ms (${describeState(stats)})`,
+      { stats },
+    );
+  }
+
   /**
    * Calls a factory hook, bounding an async one by `timeoutMs` (aborting `controller` then).
    * A sync hook costs no timer.
@@ -1336,7 +1345,7 @@ export class Pool<T> implements AsyncDisposable {
     const deadlines = this.#deadlines[name];
     return new Promise<R>((resolve, reject) => {
       const deadline = deadlines.arm(this.#reaper.now(), () => {
-        const error = new PoolError(`factory.${name}() took longer than ${timeoutMs} ms`);
+        const error = this.#hookTimeout(name, timeoutMs);
         controller?.abort(error);
         reject(error);
       });
@@ -1387,12 +1396,13 @@ export class Pool<T> implements AsyncDisposable {
     if (w.list !== this.#waiters) return;
     if (w.armed !== undefined) w.armed.timer = undefined;
     // The state is taken while the waiter still counts, as the caller saw the queue.
+    const stats = this.stats();
     const cause = this.#createFailures > 0
       ? this.#lastCreateError
       : this.#budgetWait !== undefined
-      ? new PoolError("the shared budget had no free permit")
+      ? new PoolError("the shared budget had no free permit", { stats })
       : undefined;
-    const error = new AcquireTimeoutError(w.timeoutMs, this.stats(), cause);
+    const error = new AcquireTimeoutError(w.timeoutMs, stats, cause);
     this.#settleWaiter(w);
     this.#timedOut++;
     const waitedMs = this.#reaper.now() - w.since;

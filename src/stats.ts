@@ -1,7 +1,7 @@
 /**
  * Counters and a wait-time histogram. Recording a wait is O(1) and allocates nothing: waits
  * fall into log-linear buckets (16 per power of two, so a reported percentile is within about
- * 6 % of the true value) over a fixed 4 KiB table, however long the pool runs.
+ * 6 % of the true value) over a fixed table of about 3 KiB, however long the pool runs.
  *
  * @module
  */

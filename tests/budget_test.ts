@@ -14,7 +14,7 @@ import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
 import { makeLimitedV8Serializer, openKv as npmOpenKv } from "@deno/kv";
-import { AcquireTimeoutError, type Factory, Pool, type PoolEvent } from "../mod.ts";
+import { AcquireTimeoutError, type Factory, Pool, PoolError, type PoolEvent } from "../mod.ts";
 import {
   type BudgetKv,
   type BudgetKvAtomic,
@@ -471,6 +471,8 @@ describe("a Pool with kvBudget()", () => {
       );
       assert.ok(error instanceof AcquireTimeoutError);
       assert.match(String((error.cause as Error)?.message), /the shared budget had no free permit/);
+      assert.ok(error.cause instanceof PoolError);
+      assert.equal(error.cause.stats, error.stats, "the same snapshot as the timeout's");
       assert.equal(b.stats().createErrors, 0, "a full budget is not a create error");
       await lease.release();
     } finally {

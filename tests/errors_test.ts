@@ -5,6 +5,7 @@ import {
   Pool,
   PoolClosedError,
   PoolError,
+  type PoolEvent,
   PoolExhaustedError,
   type PoolStats,
 } from "../mod.ts";
@@ -239,11 +240,40 @@ describe("PoolError", () => {
         const waiting = rejection(pool.acquire({ timeoutMs: 30 }));
         await clock.tickAsync(30);
         const error = assertPoolError(await waiting, AcquireTimeoutError, "AcquireTimeoutError");
-        const cause = error.cause;
-        assert.ok(cause instanceof PoolError);
-        assert.equal(cause.name, "PoolError");
-        assert.match(cause.message, /factory\.create\(\) took longer than 20 ms$/);
+        const cause = assertPoolError(error.cause, PoolError, "PoolError");
+        assert.match(
+          cause.message,
+          /^cannot create a resource: factory\.create\(\) took longer than 20 ms \(0 in use, 0 idle, 1 waiting, 1 creating, max 1\)$/,
+        );
+        assertStats(cause.stats, { waiting: 1, creating: 1, total: 0 });
       }, factory);
+    });
+  });
+
+  it("PoolError of a validate timeout says which hook, how long, and the pool's state", async () => {
+    await withFakeTime(async (clock) => {
+      const events: PoolEvent[] = [];
+      await withClockPool(clock, {
+        max: 2,
+        validateTimeoutMs: 200,
+        onEvent: (e) => void events.push(e),
+      }, async (pool, factory) => {
+        await (await pool.acquire()).release();
+        await clock.tickAsync(1_000); // past validateBypassMs
+        factory.validatePlan.push("hang");
+        const acquiring = pool.acquire(); // waits out the hung validation, then gets a new one
+        await clock.tickAsync(200);
+        const lease = await acquiring;
+        const failed = events.find((e) => e.type === "validate-fail");
+        assert.ok(failed?.type === "validate-fail");
+        const error = assertPoolError(failed.error, PoolError, "PoolError");
+        assert.match(
+          error.message,
+          /^cannot validate a resource: factory\.validate\(\) took longer than 200 ms \(0 in use, 1 being checked, 0 idle, 1 waiting, 0 creating, max 2\)$/,
+        );
+        assertStats(error.stats, { validating: 1, waiting: 1 });
+        await lease.release();
+      });
     });
   });
 
