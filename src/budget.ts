@@ -9,7 +9,28 @@
  * @module
  */
 
-/** A permit from a {@linkcode Budget}, held while one resource lives. */
+/**
+ * A permit from a {@linkcode Budget}, held while one resource lives.
+ *
+ * @example A permit held while its resource lives
+ * ```ts
+ * import { type Permit, Pool } from "@edgepool/pool";
+ * import assert from "node:assert/strict";
+ *
+ * let out = 0;
+ * const take = (): Permit => {
+ *   out++;
+ *   return { release: () => void out-- };
+ * };
+ * await using pool = new Pool({ create: () => ({}), destroy: () => {} }, {
+ *   budget: { tryAcquire: () => Promise.resolve(take()), onAvailable: () => () => {} },
+ * });
+ * await pool.use(() => {});
+ * assert.equal(out, 1); // the idle resource still holds its permit
+ * await pool.evict();
+ * assert.equal(out, 0); // given back once the resource was destroyed
+ * ```
+ */
 export interface Permit {
   /** Gives the permit back; the pool calls it once, after the resource was destroyed. */
   release(): void | Promise<void>;

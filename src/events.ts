@@ -8,7 +8,32 @@
  * @module
  */
 
-/** Why a resource was destroyed. */
+/**
+ * Why a resource was destroyed.
+ *
+ * @example Warn only about broken resources
+ * ```ts
+ * import { type DestroyReason, Pool } from "@edgepool/pool";
+ * import assert from "node:assert/strict";
+ *
+ * function level(reason: DestroyReason): "warn" | "debug" {
+ *   switch (reason) {
+ *     case "invalid": // failed validate() or isAlive()
+ *     case "error": // broken (isBroken) or reset() failed
+ *       return "warn";
+ *     default: // "idle", "lifetime", "max-uses", "evicted", "close": routine
+ *       return "debug";
+ *   }
+ * }
+ * const log: string[] = [];
+ * await using pool = new Pool({ create: () => ({}) }, {
+ *   maxUses: 1,
+ *   onEvent: (e) => void (e.type === "destroy" && log.push(`${level(e.reason)} ${e.reason}`)),
+ * });
+ * await pool.use(() => {});
+ * assert.deepEqual(log, ["debug max-uses"]);
+ * ```
+ */
 export type DestroyReason =
   | "idle"
   | "lifetime"
@@ -18,7 +43,25 @@ export type DestroyReason =
   | "error"
   | "close";
 
-/** The fields every {@linkcode PoolEvent} has. */
+/**
+ * The fields every {@linkcode PoolEvent} has.
+ *
+ * @example A log line for any event
+ * ```ts
+ * import { Pool, type PoolEventBase } from "@edgepool/pool";
+ * import assert from "node:assert/strict";
+ *
+ * function line(event: PoolEventBase & { type: string }): string {
+ *   const lost = event.dropped ? ` (${event.dropped} earlier events dropped)` : "";
+ *   return `${new Date(event.time).toISOString()} ${event.type}${lost}`;
+ * }
+ * await using pool = new Pool({ create: () => ({}) });
+ * const events = pool.events({ bufferSize: 1 });
+ * await pool.use(() => {}); // create, acquire, release: the buffer keeps the last one
+ * const { value } = await events.next();
+ * assert.match(line(value), /Z release \(2 earlier events dropped\)$/);
+ * ```
+ */
 export interface PoolEventBase {
   /** `Date.now()` when it happened. */
   time: number;
@@ -62,10 +105,42 @@ export type PoolEvent =
   | PoolEventBase & { type: "unleaked"; id: number; heldMs: number }
   | PoolEventBase & { type: "close" };
 
-/** The names of {@linkcode PoolEvent} types. */
+/**
+ * The names of {@linkcode PoolEvent} types.
+ *
+ * @example Count events by type
+ * ```ts
+ * import { Pool, type PoolEventType } from "@edgepool/pool";
+ * import assert from "node:assert/strict";
+ *
+ * const counts = new Map<PoolEventType, number>();
+ * await using pool = new Pool({ create: () => ({}) }, {
+ *   onEvent: (event) => counts.set(event.type, (counts.get(event.type) ?? 0) + 1),
+ * });
+ * await pool.use(() => {});
+ * await pool.use(() => {});
+ * assert.deepEqual(Object.fromEntries(counts), { create: 1, acquire: 2, release: 2 });
+ * ```
+ */
 export type PoolEventType = PoolEvent["type"];
 
-/** Options of `pool.events()`. */
+/**
+ * Options of `pool.events()`.
+ *
+ * @example Stop reading at shutdown
+ * ```ts
+ * import { type EventsOptions, Pool } from "@edgepool/pool";
+ * import assert from "node:assert/strict";
+ *
+ * await using pool = new Pool({ create: () => ({}) });
+ * const shutdown = new AbortController();
+ * const options: EventsOptions = { signal: shutdown.signal, bufferSize: 256 };
+ * const events = pool.events(options);
+ * await pool.use(() => {});
+ * shutdown.abort(); // ends the iteration at once, discarding the buffered events
+ * assert.deepEqual(await events.next(), { value: undefined, done: true });
+ * ```
+ */
 export interface EventsOptions {
   /** Ends the iteration when aborted, at once: events still buffered are discarded. */
   signal?: AbortSignal;

@@ -11,7 +11,22 @@ import { requireCount, requireDuration, requireNumber } from "./options.ts";
 import type { PoolStats, WaitStats } from "./stats.ts";
 import { cancelEvery, every, type TimerHandle } from "./_timers.ts";
 
-/** What a {@linkcode HealthAlert} is about. */
+/**
+ * What a {@linkcode HealthAlert} is about.
+ *
+ * @example Page someone only for some alerts
+ * ```ts
+ * import { type HealthAlertCode, Pool } from "@edgepool/pool";
+ * import assert from "node:assert/strict";
+ *
+ * const paging: readonly HealthAlertCode[] = ["exhausted", "create-errors"];
+ * await using pool = new Pool({ create: () => ({}) }, { max: 1 });
+ * await using _lease = await pool.acquire(); // 1 of max 1 in use
+ * const codes = pool.health().alerts.map((alert) => alert.code);
+ * assert.deepEqual(codes, ["high-utilization"]);
+ * assert.equal(codes.some((code) => paging.includes(code)), false); // worth a look, not a page
+ * ```
+ */
 export type HealthAlertCode =
   | "exhausted"
   | "high-utilization"
@@ -20,7 +35,21 @@ export type HealthAlertCode =
   | "create-errors"
   | "validation-failures";
 
-/** One problem found by `pool.health()`. */
+/**
+ * One problem found by `pool.health()`.
+ *
+ * @example Log the alerts
+ * ```ts
+ * import { type HealthAlert, Pool } from "@edgepool/pool";
+ * import assert from "node:assert/strict";
+ *
+ * await using pool = new Pool({ create: () => ({}) }, { max: 2 });
+ * await using _lease = await pool.acquire();
+ * const alerts: HealthAlert[] = pool.health({ utilization: 0.4 }).alerts;
+ * const lines = alerts.map((alert) => `[${alert.code}] ${alert.message}`);
+ * assert.match(lines[0], /^\[high-utilization\] high utilization: 1 of max 2 resources in use/);
+ * ```
+ */
 export interface HealthAlert {
   /** A stable code to match on. */
   code: HealthAlertCode;
@@ -28,7 +57,24 @@ export interface HealthAlert {
   message: string;
 }
 
-/** The verdict of `pool.health()`. */
+/**
+ * The verdict of `pool.health()`.
+ *
+ * @example A one-line summary
+ * ```ts
+ * import { Pool, type PoolHealth } from "@edgepool/pool";
+ * import assert from "node:assert/strict";
+ *
+ * function summary(health: PoolHealth): string {
+ *   const verdict = health.healthy ? "ok" : health.alerts.map((alert) => alert.code).join(", ");
+ *   return `${verdict}: ${Math.round(health.utilization * 100)} % in use, ` +
+ *     `p99 wait ${health.waitMs.p99} ms, hit rate ${health.hitRate}`;
+ * }
+ * await using pool = new Pool({ create: () => ({}) }, { max: 4 });
+ * await using _lease = await pool.acquire();
+ * assert.match(summary(pool.health()), /^ok: 25 % in use, p99 wait/);
+ * ```
+ */
 export interface PoolHealth {
   /** True when there is no alert. */
   healthy: boolean;
@@ -190,7 +236,26 @@ export function poolHealth(stats: PoolStats, thresholds?: HealthThresholds): Poo
   };
 }
 
-/** Options of `pool.watch()`. */
+/**
+ * Options of `pool.watch()`.
+ *
+ * @example Sample until told to stop
+ * ```ts
+ * import { Pool, type WatchOptions } from "@edgepool/pool";
+ * import assert from "node:assert/strict";
+ *
+ * await using pool = new Pool({ create: () => ({}) });
+ * const done = new AbortController();
+ * const options: WatchOptions = { intervalMs: 10, signal: done.signal };
+ * // The job keeps the process alive: the watch's interval is unref'd and would not.
+ * const job = pool.use(() => new Promise((resolve) => setTimeout(resolve, 50)));
+ * const stopping = job.then(() => done.abort()); // ends the loop and clears the interval
+ * const inUse: number[] = [];
+ * for await (const stats of pool.watch(options)) inUse.push(stats.active);
+ * await stopping;
+ * assert.ok(inUse.length >= 2 && inUse.includes(1));
+ * ```
+ */
 export interface WatchOptions {
   /** Time between two snapshots; the first comes at once. Finite, at least 1. */
   intervalMs: number;

@@ -90,7 +90,23 @@ export interface Factory<T> {
   isBroken?(value: T, error: unknown): boolean;
 }
 
-/** Read-only facts about one pooled resource, given to hooks and predicates. */
+/**
+ * Read-only facts about one pooled resource, given to hooks and predicates.
+ *
+ * @example Evict the resources that served many leases
+ * ```ts
+ * import { Pool, type ResourceInfo } from "@edgepool/pool";
+ * import assert from "node:assert/strict";
+ *
+ * // Also usable for age: Date.now() - info.createdAt.
+ * const wornOut = (_value: unknown, info: ResourceInfo) => info.uses >= 2;
+ * await using pool = new Pool({ create: () => ({}) });
+ * await pool.use(() => {});
+ * await pool.use(() => {}); // the same resource, its second lease
+ * assert.equal(await pool.evict(wornOut), 1);
+ * assert.equal(pool.stats().total, 0);
+ * ```
+ */
 export interface ResourceInfo {
   /** The resource's id, unique within its pool. */
   readonly id: number;
@@ -102,10 +118,48 @@ export interface ResourceInfo {
   readonly uses: number;
 }
 
-/** Where released resources are taken from next. */
+/**
+ * Where released resources are taken from next.
+ *
+ * @example Rotate through the idle resources
+ * ```ts
+ * import { type IdleOrder, Pool } from "@edgepool/pool";
+ * import assert from "node:assert/strict";
+ *
+ * // "fifo" hands out the least recently used resource, so the idle ones take turns (and all stay
+ * // warm); "lifo", the default, reuses the most recent one and lets the others time out.
+ * const idleOrder: IdleOrder = "fifo";
+ * let made = 0;
+ * await using pool = new Pool({ create: () => ({ id: ++made }) }, { min: 2, idleOrder });
+ * await pool.ready();
+ * const ids = [await pool.use((r) => r.id), await pool.use((r) => r.id)];
+ * assert.deepEqual(ids, [1, 2]);
+ * ```
+ */
 export type IdleOrder = "lifo" | "fifo";
 
-/** Options of a {@linkcode Pool}. Durations are in milliseconds. */
+/**
+ * Options of a {@linkcode Pool}. Durations are in milliseconds.
+ *
+ * @example A typical production configuration
+ * ```ts
+ * import { Pool, type PoolOptions } from "@edgepool/pool";
+ * import assert from "node:assert/strict";
+ *
+ * const options: PoolOptions = {
+ *   min: 2, // kept warm: the first requests after a quiet spell do not wait for a connect
+ *   max: 20, // this instance's share of the database's connection limit
+ *   acquireTimeoutMs: 2_000, // fail fast under overload instead of queueing forever
+ *   maxWaiting: 200,
+ *   maxLifetimeMs: 15 * 60_000, // shorter than the server's or the proxy's own limit
+ *   idleTimeoutMs: 5 * 60_000,
+ *   leakDetectionMs: 60_000, // a lease held for a minute is reported with its stack
+ * };
+ * await using pool = new Pool({ create: () => ({}) }, options);
+ * await pool.ready();
+ * assert.equal(pool.stats().idle, 2);
+ * ```
+ */
 export interface PoolOptions {
   /** Resources kept warm, even when idle. @default {0} */
   min?: number;

@@ -46,7 +46,23 @@ import { Reaper, retireAt } from "./reaper.ts";
 import type { Permit } from "./budget.ts";
 import { Histogram, type PoolStats } from "./stats.ts";
 
-/** Options of {@linkcode Pool.acquire} and {@linkcode Pool.use}. */
+/**
+ * Options of {@linkcode Pool.acquire} and {@linkcode Pool.use}.
+ *
+ * @example Give up after a deadline, or at shutdown
+ * ```ts
+ * import { type AcquireOptions, AcquireTimeoutError, Pool } from "@edgepool/pool";
+ * import assert from "node:assert/strict";
+ *
+ * await using pool = new Pool({ create: () => ({}) }, { max: 1 });
+ * await using _held = await pool.acquire(); // the only resource: the next acquire waits
+ * const shutdown = new AbortController();
+ * const options: AcquireOptions = { signal: shutdown.signal, timeoutMs: 20 };
+ * await assert.rejects(pool.acquire(options), AcquireTimeoutError);
+ * shutdown.abort(new Error("shutting down"));
+ * await assert.rejects(pool.use(() => {}, options), /shutting down/);
+ * ```
+ */
 export interface AcquireOptions {
   /** Aborting it removes the acquire from the queue and rejects it with `signal.reason`. */
   signal?: AbortSignal;
@@ -54,13 +70,40 @@ export interface AcquireOptions {
   timeoutMs?: number;
 }
 
-/** Options of {@linkcode Pool.close}. */
+/**
+ * Options of {@linkcode Pool.close}.
+ *
+ * @example Do not wait long for leases still out
+ * ```ts
+ * import { type CloseOptions, Pool } from "@edgepool/pool";
+ * import assert from "node:assert/strict";
+ *
+ * const pool = new Pool({ create: () => ({}), destroy: () => {} });
+ * await pool.acquire(); // leased and never released
+ * const options: CloseOptions = { timeoutMs: 20 };
+ * await pool.close(options); // waits 20 ms for the lease, then destroys its resource anyway
+ * assert.deepEqual([pool.stats().total, pool.stats().destroyed], [0, 1]);
+ * ```
+ */
 export interface CloseOptions {
   /** How long to wait for outstanding leases before destroying them anyway. @default {the pool's closeTimeoutMs} */
   timeoutMs?: number;
 }
 
-/** Options of {@linkcode Pool.ready}. */
+/**
+ * Options of {@linkcode Pool.ready}.
+ *
+ * @example A startup check that fails when the database is down
+ * ```ts
+ * import { Pool, type ReadyOptions } from "@edgepool/pool";
+ * import assert from "node:assert/strict";
+ *
+ * const refused = Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" });
+ * await using pool = new Pool({ create: () => Promise.reject(refused) }, { min: 1 });
+ * const options: ReadyOptions = { timeoutMs: 100 };
+ * await assert.rejects(pool.ready(options), { name: "PoolError", cause: refused });
+ * ```
+ */
 export interface ReadyOptions {
   /** Stops waiting when aborted, rejecting with `signal.reason`. */
   signal?: AbortSignal;

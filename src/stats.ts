@@ -6,7 +6,22 @@
  * @module
  */
 
-/** Wait-time figures of the acquires served so far, in milliseconds. */
+/**
+ * Wait-time figures of the acquires served so far, in milliseconds.
+ *
+ * @example Warn when acquires wait
+ * ```ts
+ * import { Pool, type WaitStats } from "@edgepool/pool";
+ * import assert from "node:assert/strict";
+ *
+ * await using pool = new Pool({ create: () => ({}) }, { max: 1 });
+ * const hold = () => new Promise((resolve) => setTimeout(resolve, 5));
+ * await Promise.all([pool.use(hold), pool.use(hold), pool.use(hold)]); // two of them wait
+ * const wait: WaitStats = pool.stats().waitMs;
+ * if (wait.p99 > 1_000) console.warn(`slow acquires: p99 ${wait.p99} ms, max ${wait.max} ms`);
+ * assert.ok(wait.max > 0 && wait.avg <= wait.max && wait.p50 <= wait.p99);
+ * ```
+ */
 export interface WaitStats {
   /** The mean wait. */
   avg: number;
@@ -21,6 +36,19 @@ export interface WaitStats {
 /**
  * A snapshot of a pool. The invariant `created − destroyed = idle + active + validating`
  * holds in every snapshot.
+ *
+ * @example Read a snapshot
+ * ```ts
+ * import { Pool, type PoolStats } from "@edgepool/pool";
+ * import assert from "node:assert/strict";
+ *
+ * await using pool = new Pool({ create: () => ({}) }, { max: 4 });
+ * await Promise.all([1, 2, 3].map(() => pool.use(() => {})));
+ * const s: PoolStats = pool.stats();
+ * assert.equal(s.created - s.destroyed, s.idle + s.active + s.validating); // always
+ * assert.equal(s.acquired, s.released); // every lease came back
+ * assert.ok(s.total <= s.max && s.waiting === 0);
+ * ```
  */
 export interface PoolStats {
   /** Live resources: `idle + active + validating`. */

@@ -30,7 +30,27 @@ import { raceSignal } from "./_signal.ts";
 
 export type { Factory, ResourceInfo };
 
-/** What the factory needs of a KV handle (`Deno.Kv` and `@deno/kv`'s `Kv` both fit). */
+/**
+ * What the factory needs of a KV handle (`Deno.Kv` and `@deno/kv`'s `Kv` both fit).
+ *
+ * @example A fake handle for tests
+ * ```ts
+ * import { Pool } from "@edgepool/pool";
+ * import { denoKvFactory, type KvHandle } from "@edgepool/pool/deno-kv";
+ * import assert from "node:assert/strict";
+ *
+ * // Anything with get() and close() fits.
+ * class FakeKv implements KvHandle {
+ *   closed = false;
+ *   get = (key: readonly unknown[]) => Promise.resolve({ key, value: null, versionstamp: null });
+ *   close = () => void (this.closed = true);
+ * }
+ * const pool = new Pool(denoKvFactory(undefined, { openKv: () => Promise.resolve(new FakeKv()) }));
+ * const kv = await pool.use((kv) => kv);
+ * await pool.close();
+ * assert.equal(kv.closed, true); // destroy() closed it
+ * ```
+ */
 export interface KvHandle {
   /** Reads one key. */
   get(key: readonly unknown[]): Promise<unknown>;
@@ -38,10 +58,47 @@ export interface KvHandle {
   close(): void;
 }
 
-/** Opens a KV database: `Deno.openKv`, or `openKv` from `@deno/kv`. */
+/**
+ * Opens a KV database: `Deno.openKv`, or `openKv` from `@deno/kv`.
+ *
+ * @example Count the handles opened
+ * ```ts
+ * import { type Kv, openKv } from "@deno/kv";
+ * import { Pool } from "@edgepool/pool";
+ * import { denoKvFactory, type OpenKv } from "@edgepool/pool/deno-kv";
+ * import assert from "node:assert/strict";
+ *
+ * let opened = 0;
+ * const counting: OpenKv<Kv> = (path) => {
+ *   opened++;
+ *   return openKv(path);
+ * };
+ * await using pool = new Pool(denoKvFactory(undefined, { openKv: counting }), { max: 2 });
+ * await pool.use((kv) => kv.set(["visits"], 1));
+ * const entry = await pool.use((kv) => kv.get<number>(["visits"]));
+ * assert.deepEqual([entry.value, opened], [1, 1]); // one handle, opened once, reused
+ * ```
+ */
 export type OpenKv<K extends KvHandle> = (path?: string) => Promise<K>;
 
-/** Options of {@linkcode denoKvFactory}. */
+/**
+ * Options of {@linkcode denoKvFactory}.
+ *
+ * @example The npm client, and a key of your own to validate with
+ * ```ts
+ * import { type Kv, openKv } from "@deno/kv";
+ * import { Pool } from "@edgepool/pool";
+ * import { denoKvFactory, type DenoKvFactoryOptions } from "@edgepool/pool/deno-kv";
+ * import assert from "node:assert/strict";
+ *
+ * const options: DenoKvFactoryOptions<Kv> = { openKv, validateKey: ["health", "ping"] };
+ * // validateBypassMs: 0 validates (reads validateKey) on every reuse, to show it here.
+ * await using pool = new Pool(denoKvFactory(undefined, options), { validateBypassMs: 0 });
+ * await pool.use(() => {});
+ * await pool.use(() => {});
+ * assert.deepEqual([pool.stats().validations, pool.stats().validationFailures], [1, 0]);
+ * ```
+ */
 export interface DenoKvFactoryOptions<K extends KvHandle> {
   /** How to open a handle. @default {globalThis.Deno.openKv, when it exists} */
   openKv?: OpenKv<K>;

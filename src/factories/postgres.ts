@@ -31,7 +31,27 @@ import { raceSignal } from "./_signal.ts";
 
 export type { Factory, ResourceInfo };
 
-/** What the factory needs of a postgres.js client (`postgres.Sql`). */
+/**
+ * What the factory needs of a postgres.js client (`postgres.Sql`).
+ *
+ * @example A stand-in for tests
+ * ```ts
+ * import { Pool } from "@edgepool/pool";
+ * import { type PostgresClient, postgresFactory } from "@edgepool/pool/postgres";
+ * import assert from "node:assert/strict";
+ *
+ * // The factory needs only these two methods, so a fake client is small.
+ * class FakeClient implements PostgresClient {
+ *   log: string[] = [];
+ *   unsafe = (query: string) => Promise.resolve(this.log.push(query));
+ *   end = () => Promise.resolve(void this.log.push("end"));
+ * }
+ * const pool = new Pool(postgresFactory(() => new FakeClient(), "postgres://localhost/app"));
+ * const client = await pool.use((sql) => sql);
+ * await pool.close();
+ * assert.deepEqual(client.log, ["select 1", "rollback", "end"]);
+ * ```
+ */
 export interface PostgresClient {
   /** Runs a query given as text (the simple protocol when there are no parameters). */
   unsafe(query: string): PromiseLike<unknown>;
@@ -39,10 +59,50 @@ export interface PostgresClient {
   end(options?: { timeout?: number }): Promise<void>;
 }
 
-/** How a pooled session is cleaned on release. */
+/**
+ * How a pooled session is cleaned on release.
+ *
+ * @example What "discard" sends on release
+ * ```ts
+ * import { Pool } from "@edgepool/pool";
+ * import { postgresFactory, type PostgresResetMode } from "@edgepool/pool/postgres";
+ * import assert from "node:assert/strict";
+ *
+ * const sent: string[] = [];
+ * const driver = () => ({
+ *   unsafe: (query: string) => Promise.resolve(sent.push(query)),
+ *   end: () => Promise.resolve(),
+ * });
+ * // "discard" also clears what a user may leave in the session: settings, LISTEN, temp tables.
+ * const reset: PostgresResetMode = "discard";
+ * await using pool = new Pool(postgresFactory(driver, "postgres://localhost/app", { reset }));
+ * await pool.use((sql) => sql.unsafe("set statement_timeout = 0"));
+ * assert.match(sent.at(-1)!, /reset all;.*unlisten \*;.*discard temp/);
+ * ```
+ */
 export type PostgresResetMode = "rollback" | "discard" | "none";
 
-/** Options of {@linkcode postgresFactory}. */
+/**
+ * Options of {@linkcode postgresFactory}.
+ *
+ * @example Options for a direct connection
+ * ```ts
+ * import postgres from "postgres";
+ * import { Pool } from "@edgepool/pool";
+ * import { postgresFactory, type PostgresFactoryOptions } from "@edgepool/pool/postgres";
+ * import assert from "node:assert/strict";
+ *
+ * const options: PostgresFactoryOptions<postgres.Sql> = {
+ *   reset: "discard", // users may leave settings or temp tables behind
+ *   pipelineReset: true, // a direct connection (no PgBouncer): no round trip per release
+ *   connectTimeoutMs: 5_000,
+ *   onDisconnect: (client) => void pool.evict((c) => c === client), // replace it at once
+ * };
+ * const url = "postgres://app:secret@127.0.0.1:5432/app";
+ * await using pool = new Pool(postgresFactory(postgres, url, options), { max: 10 });
+ * assert.equal(pool.stats().total, 0); // nothing connects before the first acquire
+ * ```
+ */
 export interface PostgresFactoryOptions<S> {
   /** The cheap query `validate()` runs. @default {"select 1"} */
   validateQuery?: string;
@@ -89,7 +149,31 @@ export interface PostgresFactoryOptions<S> {
   onDisconnect?: (client: S) => void;
 }
 
-/** The postgres.js default export, or a driver with the same call signature. */
+/**
+ * The postgres.js default export, or a driver with the same call signature.
+ *
+ * @example What the factory passes to the driver
+ * ```ts
+ * import { Pool } from "@edgepool/pool";
+ * import {
+ *   type PostgresClient,
+ *   type PostgresDriver,
+ *   postgresFactory,
+ * } from "@edgepool/pool/postgres";
+ * import assert from "node:assert/strict";
+ *
+ * let given: Record<string, unknown> = {};
+ * const driver: PostgresDriver<PostgresClient, Record<string, unknown>> = (_url, options = {}) => {
+ *   given = options;
+ *   return { unsafe: () => Promise.resolve([]), end: () => Promise.resolve() };
+ * };
+ * const factory = postgresFactory(driver, "postgres://localhost/app", { connectTimeoutMs: 3_000 });
+ * await using pool = new Pool(factory);
+ * await pool.use(() => {});
+ * assert.equal(given.max, 1); // one connection per pooled client: the pool does the pooling
+ * assert.equal(given.connect_timeout, 3); // in seconds, as postgres.js takes it
+ * ```
+ */
 export type PostgresDriver<S extends PostgresClient, O> = (url: string, options?: O) => S;
 
 const CONNECTION_CODES = new Set([

@@ -26,13 +26,66 @@ import type { Factory, ResourceInfo } from "../options.ts";
 
 export type { Factory, ResourceInfo };
 
-/** A value SQLite can bind. */
+/**
+ * A value SQLite can bind.
+ *
+ * @example How each kind of value is stored
+ * ```ts
+ * import { Pool } from "@edgepool/pool";
+ * import { sqliteFactory, type SqliteValue } from "@edgepool/pool/sqlite";
+ * import assert from "node:assert/strict";
+ *
+ * await using pool = new Pool(sqliteFactory(":memory:"), { max: 1 });
+ * const values: SqliteValue[] = ["text", 1.5, 7n, null, new Uint8Array([1, 2])];
+ * const types = await pool.use((db) =>
+ *   values.map((value) => db.get<{ type: string }>("select typeof(?) as type", value)?.type)
+ * );
+ * assert.deepEqual(types, ["text", "real", "integer", "null", "blob"]);
+ * ```
+ */
 export type SqliteValue = string | number | bigint | boolean | null | Uint8Array;
 
-/** Parameters: positional values, or one object of named values (`:name`, `$name`, `@name`). */
+/**
+ * Parameters: positional values, or one object of named values (`:name`, `$name`, `@name`).
+ *
+ * @example Positional and named parameters
+ * ```ts
+ * import { Pool } from "@edgepool/pool";
+ * import { sqliteFactory, type SqliteParams } from "@edgepool/pool/sqlite";
+ * import assert from "node:assert/strict";
+ *
+ * const byPosition: SqliteParams = ["ada", 36];
+ * const byName: SqliteParams = [{ name: "ada", age: 36 }];
+ * await using pool = new Pool(sqliteFactory(":memory:"), { max: 1 });
+ * const count = await pool.use((db) => {
+ *   db.exec("create table people (name text, age integer)");
+ *   db.run("insert into people values (?, ?)", ...byPosition);
+ *   const sql = "select count(*) as n from people where name = :name and age = :age";
+ *   return db.get<{ n: number }>(sql, ...byName)?.n;
+ * });
+ * assert.equal(count, 1);
+ * ```
+ */
 export type SqliteParams = SqliteValue[] | [Record<string, SqliteValue>];
 
-/** What `run()` reports. */
+/**
+ * What `run()` reports.
+ *
+ * @example Rows changed and the last rowid
+ * ```ts
+ * import { Pool } from "@edgepool/pool";
+ * import { sqliteFactory, type SqliteRunResult } from "@edgepool/pool/sqlite";
+ * import assert from "node:assert/strict";
+ *
+ * await using pool = new Pool(sqliteFactory(":memory:"), { max: 1 });
+ * const result: SqliteRunResult = await pool.use((db) => {
+ *   db.exec("create table notes (body text)");
+ *   return db.run("insert into notes values (?), (?)", "first", "second");
+ * });
+ * // number or bigint, depending on the driver: Number() reads both.
+ * assert.deepEqual([Number(result.changes), Number(result.lastInsertRowid)], [2, 2]);
+ * ```
+ */
 export interface SqliteRunResult {
   /** Rows changed by the statement. */
   changes: number | bigint;
@@ -40,7 +93,29 @@ export interface SqliteRunResult {
   lastInsertRowid: number | bigint;
 }
 
-/** One SQLite connection, the same on every runtime. */
+/**
+ * One SQLite connection, the same on every runtime.
+ *
+ * @example A helper that takes a connection
+ * ```ts
+ * import { Pool } from "@edgepool/pool";
+ * import { type SqliteConnection, sqliteFactory } from "@edgepool/pool/sqlite";
+ * import assert from "node:assert/strict";
+ *
+ * function insertAll(db: SqliteConnection, names: string[]): void {
+ *   db.exec("begin");
+ *   for (const name of names) db.run("insert into users (name) values (?)", name);
+ *   db.exec("commit");
+ * }
+ * await using pool = new Pool(sqliteFactory(":memory:"), { max: 1 });
+ * const count = await pool.use((db) => {
+ *   db.exec("create table users (name text)");
+ *   insertAll(db, ["ada", "grace"]);
+ *   return db.get<{ n: number }>("select count(*) as n from users")?.n;
+ * });
+ * assert.equal(count, 2);
+ * ```
+ */
 export interface SqliteConnection {
   /** Runs one or more statements without results. */
   exec(sql: string): void;
@@ -58,10 +133,37 @@ export interface SqliteConnection {
   readonly raw: unknown;
 }
 
-/** The modules the factory can use. */
+/**
+ * The modules the factory can use.
+ *
+ * @example Choose the driver
+ * ```ts
+ * import { Pool } from "@edgepool/pool";
+ * import { type SqliteDriverName, sqliteFactory } from "@edgepool/pool/sqlite";
+ * import assert from "node:assert/strict";
+ *
+ * const driver: SqliteDriverName = "Bun" in globalThis ? "bun:sqlite" : "node:sqlite";
+ * await using pool = new Pool(sqliteFactory(":memory:", { driver }), { max: 1 });
+ * assert.equal(await pool.use((db) => db.driver), driver);
+ * ```
+ */
 export type SqliteDriverName = "node:sqlite" | "bun:sqlite";
 
-/** Options of {@linkcode sqliteFactory}. */
+/**
+ * Options of {@linkcode sqliteFactory}.
+ *
+ * @example Wait longer for another connection's lock
+ * ```ts
+ * import { Pool } from "@edgepool/pool";
+ * import { sqliteFactory, type SqliteFactoryOptions } from "@edgepool/pool/sqlite";
+ * import assert from "node:assert/strict";
+ *
+ * const options: SqliteFactoryOptions = { busyTimeoutMs: 10_000, statementCacheSize: 128 };
+ * await using pool = new Pool(sqliteFactory(":memory:", options), { max: 1 });
+ * const row = await pool.use((db) => db.get<{ timeout: number }>("pragma busy_timeout"));
+ * assert.equal(row?.timeout, 10_000);
+ * ```
+ */
 export interface SqliteFactoryOptions {
   /** Switch a file database to WAL journaling (ignored for `:memory:` and read-only). @default {true} */
   wal?: boolean;

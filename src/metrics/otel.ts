@@ -13,7 +13,33 @@
 import type { PoolEvent } from "../events.ts";
 import type { PoolStats } from "../stats.ts";
 
-/** What {@linkcode instrumentPool} needs of a pool: `Pool` has it. */
+/**
+ * What {@linkcode instrumentPool} needs of a pool: `Pool` has it.
+ *
+ * @example Instrument every pool of an application
+ * ```ts
+ * import { Pool } from "@edgepool/pool";
+ * import {
+ *   type InstrumentablePool,
+ *   instrumentPool,
+ *   type PoolInstrumentation,
+ * } from "@edgepool/pool/metrics/otel";
+ * import { metrics } from "@opentelemetry/api";
+ * import assert from "node:assert/strict";
+ *
+ * function instrumentAll(pools: Record<string, InstrumentablePool>): PoolInstrumentation[] {
+ *   const meter = metrics.getMeter("my-app");
+ *   return Object.entries(pools).map(([poolName, pool]) =>
+ *     instrumentPool(pool, { meter, poolName })
+ *   );
+ * }
+ * await using reads = new Pool({ create: () => ({}) });
+ * await using writes = new Pool({ create: () => ({}) }, { max: 1 });
+ * const instrumentations = instrumentAll({ reads, writes });
+ * assert.equal(instrumentations.length, 2);
+ * for (const instrumentation of instrumentations) instrumentation.close();
+ * ```
+ */
 export interface InstrumentablePool {
   /** A fresh snapshot. */
   stats(): PoolStats;
@@ -21,7 +47,35 @@ export interface InstrumentablePool {
   events(options?: { bufferSize?: number }): AsyncIterableIterator<PoolEvent>;
 }
 
-/** Options of an instrument, as `@opentelemetry/api` takes them. */
+/**
+ * Options of an instrument, as `@opentelemetry/api` takes them.
+ *
+ * @example Check the units and buckets asked for
+ * ```ts
+ * import { Pool } from "@edgepool/pool";
+ * import {
+ *   instrumentPool,
+ *   type MeterInstrumentOptions,
+ *   type MeterLike,
+ * } from "@edgepool/pool/metrics/otel";
+ * import assert from "node:assert/strict";
+ *
+ * const asked = new Map<string, MeterInstrumentOptions | undefined>();
+ * const keep = (name: string, options?: MeterInstrumentOptions) => (asked.set(name, options), {});
+ * const meter: MeterLike = {
+ *   createObservableUpDownCounter: keep,
+ *   createObservableCounter: keep,
+ *   createHistogram: (name, options) => ({ ...keep(name, options), record() {} }),
+ *   addBatchObservableCallback() {},
+ *   removeBatchObservableCallback() {},
+ * };
+ * await using pool = new Pool({ create: () => ({}) });
+ * instrumentPool(pool, { meter, poolName: "main" }).close();
+ * const wait = asked.get("db.client.connection.wait_time");
+ * assert.equal(wait?.unit, "s"); // seconds, with buckets from 0.1 ms
+ * assert.equal(wait?.advice?.explicitBucketBoundaries?.[0], 0.0001);
+ * ```
+ */
 export interface MeterInstrumentOptions {
   /** What the instrument measures. */
   description?: string;
@@ -31,22 +85,136 @@ export interface MeterInstrumentOptions {
   advice?: { explicitBucketBoundaries?: number[] };
 }
 
-/** An observable instrument of `@opentelemetry/api`; opaque here. */
+/**
+ * An observable instrument of `@opentelemetry/api`; opaque here.
+ *
+ * @example Observables a fake meter can name
+ * ```ts
+ * import { Pool } from "@edgepool/pool";
+ * import {
+ *   instrumentPool,
+ *   type MeterLike,
+ *   type MeterObservable,
+ * } from "@edgepool/pool/metrics/otel";
+ * import assert from "node:assert/strict";
+ *
+ * // Opaque to edgepool: a meter makes them as it likes, here as their names.
+ * const observed: MeterObservable[] = [];
+ * const meter: MeterLike = {
+ *   createObservableUpDownCounter: (name) => ({ name }),
+ *   createObservableCounter: (name) => ({ name }),
+ *   createHistogram: () => ({ record() {} }),
+ *   addBatchObservableCallback: (_callback, observables) => void observed.push(...observables),
+ *   removeBatchObservableCallback() {},
+ * };
+ * await using pool = new Pool({ create: () => ({}) });
+ * instrumentPool(pool, { meter, poolName: "main" }).close();
+ * assert.equal(observed.length, 5); // observed together, in one batch
+ * assert.deepEqual(observed[0], { name: "db.client.connection.count" });
+ * ```
+ */
 export type MeterObservable = object;
 
-/** What a batch observable callback receives. */
+/**
+ * What a batch observable callback receives.
+ *
+ * @example Read the connection counts by state
+ * ```ts
+ * import { Pool } from "@edgepool/pool";
+ * import {
+ *   instrumentPool,
+ *   type MeterBatchCallback,
+ *   type MeterBatchResult,
+ *   type MeterLike,
+ * } from "@edgepool/pool/metrics/otel";
+ * import assert from "node:assert/strict";
+ *
+ * const callbacks: MeterBatchCallback[] = [];
+ * const meter: MeterLike = {
+ *   createObservableUpDownCounter: () => ({}),
+ *   createObservableCounter: () => ({}),
+ *   createHistogram: () => ({ record() {} }),
+ *   addBatchObservableCallback: (callback) => void callbacks.push(callback),
+ *   removeBatchObservableCallback() {},
+ * };
+ * await using pool = new Pool({ create: () => ({}) }, { min: 2 });
+ * await pool.ready();
+ * using _metrics = instrumentPool(pool, { meter, poolName: "main" });
+ * const byState: Record<string, number> = {};
+ * const result: MeterBatchResult = {
+ *   observe(_observable, value, attributes) {
+ *     const state = attributes?.["db.client.connection.state"];
+ *     if (state !== undefined) byState[state] = value;
+ *   },
+ * };
+ * for (const collect of callbacks) collect(result);
+ * assert.deepEqual(byState, { idle: 2, used: 0 });
+ * ```
+ */
 export interface MeterBatchResult {
   /** Reports the current value of an observable instrument. */
   observe(observable: MeterObservable, value: number, attributes?: Record<string, string>): void;
 }
 
-/** A batch observable callback. */
+/**
+ * A batch observable callback.
+ *
+ * @example Collect by hand, as the SDK does
+ * ```ts
+ * import { Pool } from "@edgepool/pool";
+ * import {
+ *   instrumentPool,
+ *   type MeterBatchCallback,
+ *   type MeterLike,
+ * } from "@edgepool/pool/metrics/otel";
+ * import assert from "node:assert/strict";
+ *
+ * const callbacks: MeterBatchCallback[] = [];
+ * const meter: MeterLike = {
+ *   createObservableUpDownCounter: (name) => ({ name }),
+ *   createObservableCounter: (name) => ({ name }),
+ *   createHistogram: () => ({ record() {} }),
+ *   addBatchObservableCallback: (callback) => void callbacks.push(callback),
+ *   removeBatchObservableCallback() {},
+ * };
+ * await using pool = new Pool({ create: () => ({}) }, { max: 5 });
+ * using _metrics = instrumentPool(pool, { meter, poolName: "main" });
+ * const values: Record<string, number> = {};
+ * const name = (observable: object) => (observable as { name: string }).name;
+ * for (const collect of callbacks) {
+ *   collect({ observe: (observable, value) => void (values[name(observable)] = value) });
+ * }
+ * assert.equal(values["db.client.connection.max"], 5);
+ * ```
+ */
 export type MeterBatchCallback = (result: MeterBatchResult) => void;
 
 /**
  * The part of an OpenTelemetry `Meter` (`@opentelemetry/api` 1.7 or later) this module uses:
  * written out here so that neither the code nor its types depend on the package. Pass the
  * real `Meter`.
+ *
+ * @example A meter for unit tests, without the SDK
+ * ```ts
+ * import { Pool } from "@edgepool/pool";
+ * import { instrumentPool, type MeterLike } from "@edgepool/pool/metrics/otel";
+ * import assert from "node:assert/strict";
+ *
+ * const recorded: string[] = [];
+ * const meter: MeterLike = {
+ *   createObservableUpDownCounter: () => ({}),
+ *   createObservableCounter: () => ({}),
+ *   createHistogram: (name) => ({ record: () => void recorded.push(name) }),
+ *   addBatchObservableCallback() {},
+ *   removeBatchObservableCallback() {},
+ * };
+ * await using pool = new Pool({ create: () => ({}) });
+ * using _metrics = instrumentPool(pool, { meter, poolName: "main" });
+ * await pool.use(() => {});
+ * await new Promise((resolve) => setTimeout(resolve, 0)); // events are read asynchronously
+ * const kinds = recorded.map((name) => name.split(".").pop());
+ * assert.deepEqual(kinds, ["create_time", "wait_time", "use_time"]);
+ * ```
  */
 export interface MeterLike {
   /** Makes an observable up-down counter. */
@@ -64,7 +232,26 @@ export interface MeterLike {
   removeBatchObservableCallback(callback: MeterBatchCallback, observables: MeterObservable[]): void;
 }
 
-/** Options of {@linkcode instrumentPool}. */
+/**
+ * Options of {@linkcode instrumentPool}.
+ *
+ * @example A named pool on the application's meter
+ * ```ts
+ * import { Pool } from "@edgepool/pool";
+ * import { instrumentPool, type InstrumentPoolOptions } from "@edgepool/pool/metrics/otel";
+ * import { metrics } from "@opentelemetry/api";
+ * import assert from "node:assert/strict";
+ *
+ * const options: InstrumentPoolOptions = {
+ *   meter: metrics.getMeter("my-app"),
+ *   poolName: "orders-primary", // unique within the application
+ *   bufferSize: 16_384, // a busy pool: more events may pile up between two reads
+ * };
+ * await using pool = new Pool({ create: () => ({}) });
+ * using _metrics = instrumentPool(pool, options);
+ * assert.throws(() => instrumentPool(pool, { ...options, poolName: "" }), TypeError);
+ * ```
+ */
 export interface InstrumentPoolOptions {
   /** The meter to create the instruments with, e.g. `metrics.getMeter("my-app")`. */
   meter: MeterLike;
@@ -74,7 +261,35 @@ export interface InstrumentPoolOptions {
   bufferSize?: number;
 }
 
-/** Stops the instrumentation; what {@linkcode instrumentPool} returns. */
+/**
+ * Stops the instrumentation; what {@linkcode instrumentPool} returns.
+ *
+ * @example Stop reporting a pool that goes away
+ * ```ts
+ * import { Pool } from "@edgepool/pool";
+ * import {
+ *   instrumentPool,
+ *   type MeterLike,
+ *   type PoolInstrumentation,
+ * } from "@edgepool/pool/metrics/otel";
+ * import assert from "node:assert/strict";
+ *
+ * let callbacks = 0;
+ * const meter: MeterLike = {
+ *   createObservableUpDownCounter: () => ({}),
+ *   createObservableCounter: () => ({}),
+ *   createHistogram: () => ({ record() {} }),
+ *   addBatchObservableCallback: () => void callbacks++,
+ *   removeBatchObservableCallback: () => void callbacks--,
+ * };
+ * const pool = new Pool({ create: () => ({}) });
+ * const instrumentation: PoolInstrumentation = instrumentPool(pool, { meter, poolName: "tenant" });
+ * instrumentation.close(); // e.g. when the tenant's pool is dropped
+ * instrumentation.close(); // again: does nothing
+ * assert.equal(callbacks, 0);
+ * await pool.close();
+ * ```
+ */
 export interface PoolInstrumentation extends Disposable {
   /** Stops observing and recording. Calling it again does nothing. */
   close(): void;

@@ -9,7 +9,23 @@
 
 import type { PoolStats } from "../stats.ts";
 
-/** What {@linkcode prometheusText} needs of a pool: `Pool` has it. */
+/**
+ * What {@linkcode prometheusText} needs of a pool: `Pool` has it.
+ *
+ * @example Several pools in one scrape
+ * ```ts
+ * import { Pool } from "@edgepool/pool";
+ * import { prometheusText, type StatsSource } from "@edgepool/pool/metrics/prometheus";
+ * import assert from "node:assert/strict";
+ *
+ * await using primary = new Pool({ create: () => ({}) }, { max: 10 });
+ * await using replica = new Pool({ create: () => ({}) }, { max: 20 });
+ * // Each pool's samples are labelled with its key.
+ * const pools: Record<string, StatsSource> = { primary, replica };
+ * const text = prometheusText(pools);
+ * assert.match(text, /^edgepool_resources_max\{pool="replica"\} 20$/m);
+ * ```
+ */
 export interface StatsSource {
   /** A fresh snapshot. */
   stats(): PoolStats;
