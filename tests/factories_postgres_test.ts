@@ -82,6 +82,14 @@ describe("postgresFactory()", () => {
       assert.throws(() => postgresFactory(driver, URL, { connectTimeoutMs: v }), RangeError);
       assert.throws(() => postgresFactory(driver, URL, { endTimeoutMs: v }), RangeError);
     }
+    // Ending at once is a choice; connecting or answering in no time is not.
+    postgresFactory(driver, URL, { endTimeoutMs: 0 });
+    for (const option of ["connectTimeoutMs", "pipelinedResetTimeoutMs"]) {
+      assert.throws(() => postgresFactory(driver, URL, { [option]: 0 }), {
+        name: "RangeError",
+        message: new RegExp(`${option} must be a finite duration > 0 ms, received 0`),
+      });
+    }
     assert.throws(() => postgresFactory(driver, URL, { endTimeoutMs: "1" as never }), TypeError);
   });
 
@@ -195,7 +203,8 @@ describe("postgresFactory()", () => {
     const f = postgresFactory(driver, URL, { reset: "discard" });
     const sql = await f.create(signal());
     await f.reset!(sql, info);
-    assert.match(sql.queries[1], /^rollback; .*reset all.*discard temp/);
+    // In a transaction of its own, after the rollback: a statement that fails undoes them all.
+    assert.match(sql.queries[1], /^rollback; begin; .*reset all.*discard temp.*; commit$/);
     assert.doesNotMatch(sql.queries[1], /deallocate|discard all/i);
   });
 
@@ -217,7 +226,6 @@ describe("postgresFactory()", () => {
       [{ reset: "discard" }, false],
       [{ reset: "discard", pipelineReset: true }, true],
       [{ resetQuery: "rollback; reset all" }, false],
-      [{ resetQuery: "rollback; reset all", pipelineReset: true }, true],
     ];
     for (const [options, pipelined] of cases) {
       const { driver } = fakeDriver();
@@ -235,12 +243,18 @@ describe("postgresFactory()", () => {
     }
   });
 
-  it("rejects a non-boolean pipelineReset and a bad pipelinedResetTimeoutMs", () => {
+  it("rejects a non-boolean pipelineReset, one with a resetQuery and a bad pipelinedResetTimeoutMs", () => {
     const { driver } = fakeDriver();
     assert.throws(() => postgresFactory(driver, URL, { pipelineReset: "yes" as never }), {
       name: "TypeError",
       message: /pipelineReset must be a boolean, received string/,
     });
+    // A custom reset that failed part-way could not stop what is pipelined behind it.
+    assert.throws(
+      () => postgresFactory(driver, URL, { resetQuery: "reset all", pipelineReset: true }),
+      { name: "TypeError", message: /pipelineReset works with reset "rollback" or "discard"/ },
+    );
+    postgresFactory(driver, URL, { resetQuery: "reset all", pipelineReset: false }); // fine
     assert.throws(() => postgresFactory(driver, URL, { pipelinedResetTimeoutMs: -1 }), {
       name: "RangeError",
       message: /pipelinedResetTimeoutMs .* received -1/,
@@ -399,6 +413,30 @@ describe("postgresFactory() redaction", () => {
     const f = postgresFactory(throwing, { password: pw, host: "h" });
     const error = await Promise.resolve(f.create(signal())).then(() => undefined, (e) => e);
     assert.equal((error as Error).message, "bad config for *** / ***");
+  });
+
+  it("redacts a password pasted into the URL without percent-encoding", async () => {
+    // "/", "?", "#" or "@" in a password make the URL invalid: the driver quotes it whole.
+    for (const pw of ["Zm9v/YmFy+cXV4", "a?b#c/d-e", "p@ss/w0rd", "x@y@z:1"]) {
+      const url = `postgres://app:${pw}@db.example:5432/app`;
+      const invalid = Object.assign(new TypeError(`Invalid URL: '${url}'`), {
+        code: "ERR_INVALID_URL",
+        input: url,
+      });
+      const throwing = (() => {
+        throw invalid;
+      }) as unknown as (url: string, o?: object) => FakeSql;
+      const f = postgresFactory(throwing, url);
+      const error = await Promise.resolve(f.create(signal())).then(() => undefined, (e) => e);
+      assert.equal(
+        (error as Error).message,
+        "Invalid URL: 'postgres://app:***@db.example:5432/app'",
+      );
+      const text = inspect(error, { showHidden: true, depth: 5 }) + String((error as Error).stack);
+      for (const part of pw.split(/[/?#@:]/).filter((p) => p.length >= 3)) {
+        assert.equal(text.includes(part), false, `${pw}: ${text}`);
+      }
+    }
   });
 
   it("passes a clean driver error through unchanged", async () => {

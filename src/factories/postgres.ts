@@ -116,7 +116,7 @@ export interface PostgresFactoryOptions<S> {
    * @default {"rollback"}
    */
   reset?: PostgresResetMode;
-  /** SQL run on release instead of the `reset` mode's statements. */
+  /** SQL run on release instead of the `reset` mode's statements (not with `pipelineReset`). */
   resetQuery?: string;
   /**
    * Send the reset statements without waiting for their answer: the connection goes back to the
@@ -125,7 +125,10 @@ export interface PostgresFactoryOptions<S> {
    * reset. That saves a round trip per release: with `reset: "rollback"`, 1.3-1.6x the
    * throughput of an awaited reset in `bench/pg_bench.ts`. A pipelined reset that fails, or goes
    * unanswered for `pipelinedResetTimeoutMs`, ends the connection: whoever holds it by then gets
-   * a connection error, and the pool replaces it.
+   * a connection error, and the pool replaces it. The next lease's queries are already on their
+   * way by then, so a reset must not fail half done: `"rollback"` is one statement and
+   * `"discard"` runs in a transaction (a failure leaves it aborted, and the server refuses what
+   * follows); a `resetQuery` cannot be pipelined (a `TypeError`).
    *
    * Off by default, because it is only safe on a direct connection: a pooler in transaction mode
    * (PgBouncer, Supavisor) can stall a query that postgres.js pipelines behind another one (with
@@ -219,7 +222,9 @@ export function isConnectionError(error: unknown): boolean {
 
 // ------------------------------------------------------------------------- redaction
 
-const USERINFO = /([a-z][a-z0-9+.-]*:\/\/[^\s:@/]*):[^\s@/]*@/gi;
+// A URL's password: up to the `@` before the host, `/`, `?` and `#` included (a password pasted
+// without percent-encoding them makes an invalid URL, which the driver's error quotes whole).
+const USERINFO = /([a-z][a-z0-9+.-]*:\/\/[^\s:@/]*):[^\s@]*@/gi;
 const SAFE_FIELDS = [
   "code",
   "errno",
@@ -240,9 +245,13 @@ function secretsOf(connection: unknown): string[] {
     if (typeof s === "string" && s.length >= 3) found.add(s);
   };
   if (typeof connection === "string") {
-    const userinfo = /^[a-z][a-z0-9+.-]*:\/\/([^@/?#]*)@/i.exec(connection)?.[1];
-    const colon = userinfo?.indexOf(":") ?? -1;
-    if (userinfo && colon >= 0) {
+    // Where the userinfo ends is ambiguous in a URL whose password was not percent-encoded
+    // ("/", "?", "#" or "@" in it): take every reading, up to the first `@` and up to the last.
+    const rest = /^[a-z][a-z0-9+.-]*:\/\/(\S*)/i.exec(connection)?.[1] ?? "";
+    for (const at of [rest.indexOf("@"), rest.lastIndexOf("@")]) {
+      const userinfo = at < 0 ? "" : rest.slice(0, at);
+      const colon = userinfo.indexOf(":");
+      if (colon < 0) continue;
       const raw = userinfo.slice(colon + 1);
       add(raw);
       try {
@@ -255,13 +264,14 @@ function secretsOf(connection: unknown): string[] {
     add(o.pass);
   }
   for (const s of [...found]) add(encodeURIComponent(s));
-  return [...found];
+  // Longest first, so that a reading that contains another is replaced whole.
+  return [...found].sort((a, b) => b.length - a.length);
 }
 
 function redactText(text: string, secrets: string[]): string {
-  let out = text.replace(USERINFO, "$1:***@");
+  let out = text;
   for (const s of secrets) out = out.split(s).join("***");
-  return out;
+  return out.replace(USERINFO, "$1:***@");
 }
 
 function isDirty(error: object, secrets: string[], depth = 0): boolean {
@@ -329,13 +339,20 @@ const newState = (dead: boolean): State => ({
   watchdog: undefined,
 });
 
-function checkDuration(what: string, value: number | undefined, fallback: number): number {
+/** A finite duration ≥ 0 ms, or > 0 ms where 0 would make no sense (`positive`). */
+function checkDuration(
+  what: string,
+  value: number | undefined,
+  fallback: number,
+  positive = false,
+): number {
   if (value === undefined) return fallback;
   if (typeof value !== "number") {
     throw new TypeError(`${what} must be a number, received ${typeof value}`);
   }
-  if (!(value >= 0) || value === Infinity) {
-    throw new RangeError(`${what} must be a finite duration ≥ 0 ms, received ${value}`);
+  if (!(positive ? value > 0 : value >= 0) || value === Infinity) {
+    const bound = positive ? "> 0" : "≥ 0";
+    throw new RangeError(`${what} must be a finite duration ${bound} ms, received ${value}`);
   }
   return value;
 }
@@ -343,9 +360,14 @@ function checkDuration(what: string, value: number | undefined, fallback: number
 const RESET_SQL: Record<PostgresResetMode, string | undefined> = {
   rollback: "rollback",
   // DISCARD ALL minus DEALLOCATE ALL (postgres.js caches its prepared statements per connection).
-  // DISCARD ALL itself cannot run in the implicit transaction of a multi-statement query.
-  discard: "rollback; close all; set session authorization default; reset all; unlisten *; " +
-    "select pg_advisory_unlock_all(); discard plans; discard temp; discard sequences",
+  // DISCARD ALL itself cannot run in the transaction of a multi-statement query. The statements
+  // run in an explicit transaction so that one failing (DISCARD TEMP of many tables can run out
+  // of locks) leaves it aborted, all undone: whatever follows on the connection (the next
+  // lease's queries, pipelined behind it) is then refused by the server, never run in the
+  // uncleaned session, until the factory ends the connection.
+  discard: "rollback; begin; close all; set session authorization default; reset all; " +
+    "unlisten *; select pg_advisory_unlock_all(); discard plans; discard temp; " +
+    "discard sequences; commit",
   none: undefined,
 };
 
@@ -353,7 +375,8 @@ const RESET_SQL: Record<PostgresResetMode, string | undefined> = {
  * Makes a factory of dedicated postgres.js connections for a {@linkcode Pool}.
  *
  * `connection` is a URL or a postgres.js options object; the pool-related client options are
- * overridden (`max: 1`, `idle_timeout: 0`, `max_lifetime: null`), and notices are dropped
+ * overridden (`max: 1`, `idle_timeout: 0`, `max_lifetime: null`, and `connect_timeout` from
+ * `connectTimeoutMs`), and notices are dropped
  * unless `onnotice` is given. Pass `prepare: false` in it for PgBouncer in transaction mode.
  *
  * - `create(signal)` connects and runs `select 1`, so a wrong password or a down server fails
@@ -432,12 +455,26 @@ export function postgresFactory<S extends PostgresClient, O extends object>(
   if (typeof pipelineReset !== "boolean") {
     throw new TypeError(`pipelineReset must be a boolean, received ${typeof pipelineReset}`);
   }
+  if (pipelineReset && options.resetQuery !== undefined) {
+    // Statements after a failed one are skipped, but the server still runs the next query sent
+    // behind them: a custom reset that fails part-way would hand over an uncleaned session.
+    throw new TypeError(
+      'pipelineReset works with reset "rollback" or "discard", not with a resetQuery',
+    );
+  }
+  // 0 would end every connection whose reset is not answered within the same tick.
   const pipelinedResetTimeoutMs = checkDuration(
     "pipelinedResetTimeoutMs",
     options.pipelinedResetTimeoutMs,
     5_000,
+    true,
   );
-  const connectTimeoutMs = checkDuration("connectTimeoutMs", options.connectTimeoutMs, 10_000);
+  const connectTimeoutMs = checkDuration(
+    "connectTimeoutMs",
+    options.connectTimeoutMs,
+    10_000,
+    true,
+  );
   const endTimeoutMs = checkDuration("endTimeoutMs", options.endTimeoutMs, 1_000);
   const onDisconnect = options.onDisconnect;
   if (onDisconnect !== undefined && typeof onDisconnect !== "function") {

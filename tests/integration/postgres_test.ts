@@ -391,6 +391,113 @@ describe("postgresFactory with a running server", () => {
   });
 });
 
+describe('postgresFactory when reset: "discard" fails on the server', () => {
+  // DISCARD TEMP locks every temporary table it drops; more tables than the server's lock table
+  // holds make it fail with "out of shared memory", after RESET ALL already ran. A small lock
+  // table keeps the number of tables low.
+  let tables = 0;
+  before(async () => {
+    cluster = await startCluster({
+      settings: {
+        max_locks_per_transaction: 10,
+        max_connections: 20,
+        max_worker_processes: 2,
+        max_wal_senders: 0,
+        autovacuum_max_workers: 1,
+      },
+    });
+    const [{ slots }] = await cluster.query<{ slots: number }>(
+      `select current_setting('max_locks_per_transaction')::int * (
+         current_setting('max_connections')::int + current_setting('max_prepared_transactions')::int
+         + current_setting('max_worker_processes')::int + current_setting('max_wal_senders')::int
+         + current_setting('autovacuum_max_workers')::int + 1) as slots`,
+    );
+    tables = 3 * slots; // the lock table may borrow some spare shared memory: well past it
+    await cluster.query("create schema elsewhere authorization edgepool");
+    await cluster.query("create table public.items (who text)");
+    await cluster.query("create table elsewhere.items (who text)");
+    await cluster.query("grant all on public.items, elsewhere.items to edgepool");
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  /** Leaves `tables` temporary tables and `search_path = elsewhere` on `sql`. */
+  async function dirty(sql: Sql): Promise<void> {
+    await sql.unsafe(
+      `do $$ begin for i in 1..${tables} loop
+         execute format('create temp table t%s (a int)', i); commit;
+       end loop; end $$`,
+    );
+    await sql`set search_path = elsewhere`;
+  }
+
+  for (const pipelineReset of [false, true]) {
+    it(`never runs the next lease's queries in the uncleaned session (pipelineReset ${pipelineReset})`, async () => {
+      const events: PoolEvent[] = [];
+      const app = appName();
+      const pool = new Pool(factory(app, { reset: "discard", pipelineReset }), {
+        max: 1,
+        onEvent: (e) => void events.push(e),
+      });
+      try {
+        const first = await pool.acquire();
+        const next = pool.acquire(); // queued: gets the connection on release
+        await dirty(first.value);
+        await first.release();
+        const second = await next;
+        const insert = second.value`insert into items values ('next lease')
+          returning current_setting('search_path') as path`;
+        if (pipelineReset) {
+          // Sent behind the failed reset: the server refuses it (the reset's transaction is
+          // aborted), or the factory has already ended the connection.
+          await assert.rejects(insert, (error: { code?: string }) => {
+            assert.ok(
+              error.code === "25P02" || isConnectionError(error),
+              `refused or cut off, got ${inspect(error)}`,
+            );
+            return true;
+          });
+        } else {
+          // Awaited: the failed reset destroyed the connection; the next lease has a new one.
+          const [{ path }] = await insert;
+          assert.doesNotMatch(path, /elsewhere/);
+        }
+        await second.release();
+        const rows = await cluster.query<{ who: string }>("select who from elsewhere.items");
+        assert.deepEqual(rows, [], "nothing written through the uncleaned search_path");
+        // Replaced: the pool's next connection is a clean new one.
+        const path = await pool.use(async (sql) => (await sql`show search_path`)[0].search_path);
+        assert.doesNotMatch(path, /elsewhere/);
+        const s = pool.stats();
+        assert.equal(s.created, 2);
+        assert.equal(s.destroyed, 1);
+        assert.ok(events.some((e) => e.type === "destroy" && e.reason === "error"));
+      } finally {
+        await closePool(pool);
+        await cluster.query("delete from public.items");
+        await dropOrphanedTempTables(app);
+      }
+    });
+  }
+
+  /**
+   * The backend whose reset failed could not drop its temporary tables when it exited either
+   * (the same lock table): drop them one per transaction, or the next backend to use that
+   * temporary schema fails the same way clearing it.
+   */
+  async function dropOrphanedTempTables(app: string): Promise<void> {
+    await waitFor("the backends to exit", async () => (await cluster.connections(app)) === 0);
+    await cluster.query(
+      `do $$ declare r record; begin
+         for r in select c.oid::regclass as t from pg_class c
+           where c.relpersistence = 't' and c.relkind = 'r' loop
+           execute format('drop table if exists %s', r.t); commit;
+         end loop; end $$`,
+    );
+  }
+});
+
 describe("postgresFactory when the server goes away", () => {
   before(async () => {
     cluster = await startCluster();
