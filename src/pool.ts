@@ -1060,8 +1060,17 @@ export class Pool<T> implements AsyncDisposable {
         resource.evicted = true;
         if (resource.state === "idle") void this.#destroy(resource, "evicted");
       };
-      pending = budget.tryAcquire(controller.signal, onLost).then((granted) => {
+      // A budget that throws, or returns something other than a promise, fails this create
+      // like a rejection would: #creating was counted, and only settling the create uncounts it.
+      pending = new Promise<Permit | undefined>((resolve) =>
+        resolve(budget.tryAcquire(controller.signal, onLost))
+      ).then((granted) => {
         if (granted === undefined) throw BUDGET_FULL;
+        if (typeof (granted as Partial<Permit> | null)?.release !== "function") {
+          throw new TypeError(
+            `budget.tryAcquire() must resolve with a permit or undefined, received ${typeof granted}`,
+          );
+        }
         permit = granted;
         return this.#factory.create(controller.signal);
       });
@@ -1142,7 +1151,8 @@ export class Pool<T> implements AsyncDisposable {
         attempt: this.#createFailures,
       });
     }
-    if (this.#backoff !== undefined) return;
+    // A listener may have closed the pool: a closed pool arms no timer.
+    if (this.#backoff !== undefined || this.#closed) return;
     const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** (this.#createFailures - 1));
     const delay = ceiling / 2 + Math.random() * ceiling / 2;
     this.#backoffUntil = this.#reaper.now() + delay;
@@ -1297,9 +1307,10 @@ export class Pool<T> implements AsyncDisposable {
         return this.#destroy(r, "error", error);
       }
     }
-    // No hook, or one that finished at once: the resource goes on now, in this call.
+    // No hook, or one that finished at once: the resource goes on now, in this call. #release
+    // just made #offer's checks, but a hook may have closed the pool or evicted the resource.
     if (!isThenable(outcome)) {
-      this.#offer(r, true, now); // #release just made #offer's checks
+      this.#offer(r, reset === undefined, now);
       return RESOLVED;
     }
     return this.#awaitReset(r, outcome);

@@ -883,6 +883,76 @@ describe("Pool: validation", () => {
 });
 
 describe("Pool: hooks that throw", () => {
+  it("Pool counts a budget whose tryAcquire() throws, or gives no permit, as a failed create", async () => {
+    await withFakeTime(async (clock) => {
+      for (const misbehave of ["throws", "returns a string"] as const) {
+        let calls = 0;
+        const budget = {
+          tryAcquire: () => {
+            if (++calls > 1) return Promise.resolve({ release() {} });
+            if (misbehave === "throws") throw new Error("budget backend unavailable");
+            return "granted" as never; // neither a promise nor a permit
+          },
+          onAvailable: () => () => {},
+        };
+        const errors: unknown[] = [];
+        const pool = new Pool({ create: () => ({}), destroy: () => {} }, {
+          max: 1,
+          budget,
+          onEvent: (e) => e.type === "create-error" && errors.push(e.error),
+        });
+        const acquiring = pool.acquire({ timeoutMs: 1_000 });
+        await clock.tickAsync(0);
+        const s = pool.stats();
+        assert.deepEqual([s.createErrors, s.creating, s.total], [1, 0, 0], misbehave);
+        assert.match(
+          String(errors[0]),
+          misbehave === "throws"
+            ? /budget backend unavailable/
+            : /TypeError: budget\.tryAcquire\(\) must resolve with a permit or undefined, received string/,
+        );
+        await clock.tickAsync(100); // the backoff retries; the budget grants this time
+        const lease = await acquiring;
+        assert.equal(calls, 2);
+        await lease.release();
+        await closeUnderFakeTime(pool, clock);
+        assertInvariant(pool.stats());
+        assert.equal(clock.countTimers(), 0, misbehave);
+      }
+    });
+  });
+
+  it("Pool destroys a resource whose synchronous reset() closed the pool", async () => {
+    const factory = new FakeFactory();
+    let closing: Promise<void> | undefined;
+    const pool: Pool<FakeResource> = new Pool({
+      create: (signal) => factory.create(signal),
+      destroy: (r) => factory.destroy(r),
+      reset: () => {
+        closing ??= pool.close({ timeoutMs: 60_000 }); // e.g. a shutdown begun inside the hook
+      },
+    }, { max: 1 });
+    const lease = await pool.acquire();
+    await lease.release();
+    assert.ok(closing);
+    await closing; // would wait out its 60 s for a resource parked idle after close
+    const s = pool.stats();
+    assert.deepEqual([s.total, s.idle, s.destroyed], [0, 0, 1]);
+    assert.equal(factory.alive, 0);
+  });
+
+  it("Pool evicts a resource that its synchronous reset() evicted", async () => {
+    await withPool({ max: 1 }, async (pool, factory) => {
+      const original = factory.reset.bind(factory);
+      factory.reset = (r) => {
+        void pool.evict(); // the hook retires every resource, this one included
+        return original(r);
+      };
+      await (await pool.acquire()).release();
+      const s = pool.stats();
+      assert.deepEqual([s.total, s.destroyed], [0, 1]);
+    });
+  });
   it("Pool keeps its counts when destroy() throws", async () => {
     await withPool({ max: 2 }, async (pool, factory) => {
       factory.destroyThrows = true;
@@ -1274,6 +1344,26 @@ describe("Pool.ready()", () => {
 });
 
 describe("Pool.close()", () => {
+  it("Pool.close() called from onEvent on a create error leaves no backoff timer", async () => {
+    await withFakeTime(async (clock) => {
+      let closing: Promise<void> | undefined;
+      const pool: Pool<object> = new Pool<object>({
+        create: () => {
+          throw new Error("db down");
+        },
+      }, {
+        max: 1,
+        onEvent: (e) => {
+          if (e.type === "create-error") closing ??= pool.close();
+        },
+      });
+      const acquiring = rejection(pool.acquire({ timeoutMs: 1_000 }));
+      await clock.tickAsync(0);
+      assert.ok((await acquiring) instanceof PoolClosedError);
+      await closing;
+      assert.equal(clock.countTimers(), 0, "no retry armed after close");
+    });
+  });
   it("Pool.close() rejects every waiter with PoolClosedError", async () => {
     await withPool({ max: 1 }, async (pool) => {
       const held = await pool.acquire();
