@@ -55,6 +55,7 @@ export interface Permit {
  *     },
  *     onAvailable: (listener) => {
  *       listeners.add(listener);
+ *       if (used < limit) listener(); // freed since the pool was told there was none
  *       return () => listeners.delete(listener);
  *     },
  *   };
@@ -77,6 +78,10 @@ export interface Budget {
    * leased when released. A rejection counts as a create error.
    */
   tryAcquire(signal: AbortSignal, onLost: () => void): Promise<Permit | undefined>;
-  /** Calls `listener` when a permit may have freed; returns a function that stops it. */
+  /**
+   * Calls `listener` when a permit may have freed; returns a function that stops it. The pool
+   * subscribes after a `tryAcquire` came back empty, so a permit freed in between must not be
+   * missed: when one is already free as the listener is added, call it (at once or soon).
+   */
   onAvailable(listener: () => void): () => void;
 }

@@ -8,6 +8,10 @@
  * @module
  */
 
+import { isThenable } from "./_thenable.ts";
+
+const noop = (): void => {};
+
 /**
  * Why a resource was destroyed.
  *
@@ -252,7 +256,9 @@ export class EventHub {
     for (const subscriber of this.#subscribers) subscriber.push(event);
     if (this.#callback) {
       try {
-        this.#callback(event);
+        // An async callback's rejection too (an unhandled one would end a Node process).
+        const outcome: unknown = this.#callback(event);
+        if (isThenable(outcome)) Promise.resolve(outcome).catch(noop);
       } catch {
         // A throwing callback is the caller's bug; it must never break the pool.
       }

@@ -138,7 +138,7 @@ function resolveThresholds(thresholds: HealthThresholds | undefined): Required<H
     throw new TypeError(`health() thresholds must be an object, received ${String(thresholds)}`);
   }
   for (const key of Object.keys(thresholds)) {
-    if (!(key in HEALTH_DEFAULTS)) {
+    if (!Object.hasOwn(HEALTH_DEFAULTS, key)) {
       throw new TypeError(`health(): unknown threshold ${JSON.stringify(key)}`);
     }
   }
@@ -269,6 +269,8 @@ export interface WatchPool {
   stats(): PoolStats;
   /** The pool's events: their end tells that the pool closed. */
   events(options?: { bufferSize?: number }): AsyncIterableIterator<PoolEvent>;
+  /** True once `close()` was called: a watch started then ends at once. */
+  readonly closed?: boolean;
 }
 
 type Settle = (result: IteratorResult<PoolStats>) => void;
@@ -316,7 +318,7 @@ class Watcher implements AsyncIterableIterator<PoolStats> {
 
   #start(): void {
     this.#started = true;
-    if (this.#signal?.aborted) return this.#end();
+    if (this.#signal?.aborted || this.#pool.closed === true) return this.#end();
     // The event stream ends when the pool has closed; a one-slot buffer keeps it cheap.
     const events = this.#pool.events({ bufferSize: 1 });
     this.#events = events;

@@ -9,6 +9,7 @@
 
 import type { AcquireOptions } from "./pool.ts";
 import { requireCount } from "./options.ts";
+import { isThenable } from "./_thenable.ts";
 
 /**
  * Options of `pool.map()`.
@@ -58,10 +59,6 @@ type Waiter<R> = {
 };
 
 const DONE: IteratorResult<never> = Object.freeze({ value: undefined, done: true });
-
-function isThenable<V>(value: V | PromiseLike<V>): value is PromiseLike<V> {
-  return typeof (value as PromiseLike<V> | null)?.then === "function";
-}
 
 function isIterable(source: unknown): boolean {
   if (source === null || source === undefined) return false;

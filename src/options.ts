@@ -207,7 +207,7 @@ export interface PoolOptions {
   leakDetectionMs?: number;
   /** How long `close()` waits for outstanding leases before destroying them anyway. @default {30_000} */
   closeTimeoutMs?: number;
-  /** Called with every pool event; a throw from it is swallowed. */
+  /** Called with every pool event; a throw from it (or an async one's rejection) is swallowed. */
   onEvent?: (event: PoolEvent) => void;
   /** A cap shared with other pools (e.g. across processes): a permit per resource. */
   budget?: Budget;

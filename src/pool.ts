@@ -15,6 +15,7 @@ import { List, type Node } from "./_queue.ts";
 import { Resource } from "./_resource.ts";
 import { after, cancelAfter, keepAlive, type TimerHandle, timersAllowed } from "./_timers.ts";
 import { type Deadline, DeadlineList } from "./_deadlines.ts";
+import { isThenable } from "./_thenable.ts";
 import {
   AcquireTimeoutError,
   describeState,
@@ -173,10 +174,6 @@ class Armed {
 interface Deferred {
   resolve(): void;
   reject(error: unknown): void;
-}
-
-function isThenable<R>(value: R | Promise<R>): value is Promise<R> {
-  return typeof (value as Promise<R> | null)?.then === "function";
 }
 
 // The runtime's own class, when it has one: an instanceof check is the cheap common case.
@@ -1060,11 +1057,16 @@ export class Pool<T> implements AsyncDisposable {
         resource.evicted = true;
         if (resource.state === "idle") void this.#destroy(resource, "evicted");
       };
-      // A budget that throws, or returns something other than a promise, fails this create
-      // like a rejection would: #creating was counted, and only settling the create uncounts it.
-      pending = new Promise<Permit | undefined>((resolve) =>
-        resolve(budget.tryAcquire(controller.signal, onLost))
-      ).then((granted) => {
+      // A budget that throws, or gives something other than a permit, fails this create like a
+      // rejection would: #creating was counted, and only settling the create uncounts it.
+      let asked: Promise<Permit | undefined>;
+      try {
+        asked = budget.tryAcquire(controller.signal, onLost);
+      } catch (error) {
+        asked = Promise.reject(error);
+      }
+      // A native promise as it is: no tick added between its answer and #waitForBudget.
+      pending = Promise.resolve(asked).then((granted) => {
         if (granted === undefined) throw BUDGET_FULL;
         if (typeof (granted as Partial<Permit> | null)?.release !== "function") {
           throw new TypeError(
@@ -1371,9 +1373,9 @@ export class Pool<T> implements AsyncDisposable {
   /** The error of a factory hook that outlived its timeout, with the pool's state. */
   #hookTimeout(hook: "create" | "validate" | "reset" | "destroy", timeoutMs: number): PoolError {
     const stats = this.stats();
-    const what = hook === "create" ? "cannot create a resource" : `cannot ${hook} a resource`;
     return new PoolError(
-      `${what}: factory.${hook}() took longer than ${timeoutMs} ms (${describeState(stats)})`,
+      `cannot ${hook} a resource: factory.${hook}() took longer than ${timeoutMs} ms ` +
+        `(${describeState(stats)})`,
       { stats },
     );
   }

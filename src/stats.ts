@@ -31,6 +31,13 @@ export interface WaitStats {
   p99: number;
   /** The longest wait. */
   max: number;
+  /** The waits counted so far (acquires served). Never decreases. */
+  count: number;
+  /**
+   * All waits added up, unrounded (with wait sampling, an unbiased estimate). Never decreases,
+   * so it can be exported as a counter: `sum / count` over an interval is that interval's mean.
+   */
+  sum: number;
 }
 
 /**
@@ -152,7 +159,7 @@ export class Histogram {
     return this.#max;
   }
 
-  /** avg, p50, p99 and max, rounded to microseconds. */
+  /** avg, p50, p99 and max rounded to microseconds; count and sum exact. */
   summary(): WaitStats {
     const round = (x: number) => Math.round(x * 1000) / 1000;
     return {
@@ -160,6 +167,8 @@ export class Histogram {
       p50: round(this.quantile(0.5)),
       p99: round(this.quantile(0.99)),
       max: round(this.#max),
+      count: this.count,
+      sum: this.#sum,
     };
   }
 }

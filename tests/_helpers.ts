@@ -210,7 +210,7 @@ export function statsSnapshot(overrides: Partial<PoolStats> = {}): PoolStats {
     validations: 0,
     validationFailures: 0,
     hitRate: 1,
-    waitMs: { avg: 0, p50: 0, p99: 0, max: 0 },
+    waitMs: { avg: 0, p50: 0, p99: 0, max: 0, count: 0, sum: 0 },
     ...overrides,
   };
 }

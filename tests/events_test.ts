@@ -1,5 +1,6 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
+import process from "node:process";
 import { type Lease, Pool, type PoolEvent, type PoolEventType } from "../mod.ts";
 import { EventHub } from "../src/events.ts";
 import {
@@ -451,6 +452,30 @@ describe("Pool.events()", () => {
     const delivered = await drain(events);
     assert.equal(delivered.length, calls);
     assert.equal(delivered.at(-1)!.type, "close");
+  });
+
+  it("Pool.events() survives an async onEvent callback that rejects, unhandled nowhere", async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => void unhandled.push(reason);
+    process.on("unhandledRejection", onUnhandled);
+    try {
+      let calls = 0;
+      const pool = new Pool(new FakeFactory(), {
+        max: 1,
+        onEvent: async () => {
+          calls++;
+          await Promise.resolve();
+          throw new Error("async observer bug");
+        },
+      });
+      assert.equal(await pool.use((r) => r.id), 1);
+      await pool.close();
+      await new Promise((resolve) => setTimeout(resolve, 20)); // unhandled rejections surface
+      assert.ok(calls >= 4, `onEvent called ${calls} times`);
+      assert.deepEqual(unhandled, []);
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+    }
   });
 
   it("Pool.events() rejects a malformed bufferSize, signal or options", async () => {

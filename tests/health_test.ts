@@ -22,7 +22,7 @@ describe("Pool.health()", () => {
       assert.deepEqual(pool.health(), {
         healthy: true,
         utilization: 0,
-        waitMs: { avg: 0, p50: 0, p99: 0, max: 0 },
+        waitMs: { avg: 0, p50: 0, p99: 0, max: 0, count: 0, sum: 0 },
         hitRate: 1,
         alerts: [],
       });
@@ -78,7 +78,9 @@ describe("Pool.health()", () => {
       });
     });
     assert.deepEqual(
-      codes(statsSnapshot({ waitMs: { avg: 1, p50: 1, p99: 1_000, max: 1_000 } })),
+      codes(statsSnapshot({
+        waitMs: { avg: 1, p50: 1, p99: 1_000, max: 1_000, count: 10, sum: 1_009 },
+      })),
       [],
     );
   });
@@ -153,6 +155,14 @@ describe("Pool.health()", () => {
   it("Pool.health() validates its thresholds", async () => {
     await withPoolSync({}, (pool) => {
       assert.throws(() => pool.health({ nope: 1 } as never), TypeError);
+      // Names every object inherits are not thresholds either.
+      for (const key of ["toString", "constructor", "valueOf", "__proto__"]) {
+        const thresholds = JSON.parse(`{"${key}": 1}`);
+        assert.throws(() => pool.health(thresholds), {
+          name: "TypeError",
+          message: `health(): unknown threshold "${key}"`,
+        });
+      }
       assert.throws(() => pool.health(null as never), TypeError);
       for (const v of [-0.1, 1.5, NaN]) {
         assert.throws(() => pool.health({ utilization: v }), RangeError, String(v));
@@ -283,6 +293,21 @@ describe("Pool.watch()", () => {
       assert.deepEqual(await pending, { value: undefined, done: true });
       await flush();
       assert.equal(clock.countTimers(), 0, `timers left (had ${timersBefore} with the reaper)`);
+    });
+  });
+
+  it("Pool.watch() of a pool already closed ends at once, with no snapshot", async () => {
+    await withFakeTime(async (clock) => {
+      const pool = new Pool(new FakeFactory(), { min: 1 });
+      await pool.ready();
+      const closing = pool.close();
+      const watch = pool.watch({ intervalMs: 1_000 });
+      assert.deepEqual(await watch.next(), { value: undefined, done: true });
+      await closing;
+      const after = pool.watch({ intervalMs: 1_000 });
+      assert.deepEqual(await after.next(), { value: undefined, done: true });
+      await flush();
+      assert.equal(clock.countTimers(), 0);
     });
   });
 

@@ -218,6 +218,63 @@ describe("instrumentPool() (OpenTelemetry)", () => {
     });
     await shutdown();
   });
+
+  it("instrumentPool() rejects a bad bufferSize before registering anything", async () => {
+    await withPoolSync({}, (pool) => {
+      let callbacks = 0;
+      let subscribers = 0;
+      const meter = otel().meter;
+      const counting = new Proxy(meter, {
+        get: (target, key) =>
+          key === "addBatchObservableCallback"
+            ? (...args: Parameters<typeof meter.addBatchObservableCallback>) => {
+              callbacks++;
+              return target.addBatchObservableCallback(...args);
+            }
+            : Reflect.get(target, key),
+      });
+      const watched = {
+        stats: () => pool.stats(),
+        events: (o?: { bufferSize?: number }) => (subscribers++, pool.events(o)),
+      };
+      for (const bufferSize of [0, -1, 1.5, NaN]) {
+        assert.throws(
+          () => instrumentPool(watched, { meter: counting, poolName: "p", bufferSize }),
+          { name: "RangeError", message: /^instrumentPool\(\) options\.bufferSize must be/ },
+        );
+      }
+      assert.throws(
+        () =>
+          instrumentPool(watched, { meter: counting, poolName: "p", bufferSize: "big" as never }),
+        { name: "TypeError", message: /bufferSize must be a whole number ≥ 1, received string/ },
+      );
+      assert.deepEqual([callbacks, subscribers], [0, 0], "nothing registered, nothing subscribed");
+      // A meter that refuses the callback leaves no event subscriber behind either.
+      const refusing = new Proxy(meter, {
+        get: (target, key) =>
+          key === "addBatchObservableCallback"
+            ? () => {
+              throw new Error("meter closed");
+            }
+            : Reflect.get(target, key),
+      });
+      let ended = false;
+      const tracked = {
+        stats: () => pool.stats(),
+        events: (o?: { bufferSize?: number }) => {
+          const it = pool.events(o);
+          const end = it.return!.bind(it);
+          it.return = (v?: unknown) => ((ended = true), end(v));
+          return it;
+        },
+      };
+      assert.throws(
+        () => instrumentPool(tracked, { meter: refusing, poolName: "p" }),
+        /meter closed/,
+      );
+      assert.equal(ended, true, "the event stream was ended");
+    });
+  });
 });
 
 // ------------------------------------------------------------------------------- Prometheus
@@ -406,6 +463,33 @@ describe("prometheusText()", () => {
     });
   });
 
+  it("prometheusText() wait summary's _sum and _count never decrease between scrapes", async () => {
+    await withFakeTime(async (clock) => {
+      await withPool({ max: 1 }, async (pool) => {
+        const name = "edgepool_acquire_wait_seconds";
+        let last = { sum: 0, count: 0 };
+        for (let i = 0; i < 300; i++) {
+          // Waits of odd lengths, so a mean rounded to the microsecond would step back.
+          const held = await pool.acquire();
+          const queued = pool.acquire();
+          await clock.tickAsync(((i * 7919) % 13) / 7 + 0.0003);
+          await held.release();
+          await (await queued).release();
+          const families = parse(prometheusText(pool));
+          const now = {
+            sum: value(families, `${name}_sum`),
+            count: value(families, `${name}_count`),
+          };
+          assert.ok(now.sum >= last.sum, `scrape ${i}: _sum ${last.sum} -> ${now.sum}`);
+          assert.ok(now.count > last.count, `scrape ${i}: _count ${last.count} -> ${now.count}`);
+          last = now;
+        }
+        assert.equal(last.count, pool.stats().waitMs.count);
+        assert.equal(last.sum, pool.stats().waitMs.sum / 1000);
+      });
+    });
+  });
+
   it("prometheusText() escapes backslash, double quote and line feed in label values", async () => {
     await withPoolSync({}, (pool) => {
       const tricky = 'a\\b"c\nd';
@@ -453,6 +537,7 @@ describe("prometheusText()", () => {
       }
       assert.throws(() => prometheusText({ a: pool }, { labels: { pool: "x" } }), TypeError);
       assert.throws(() => prometheusText({ a: pool }, { poolLabel: "bad-name" }), TypeError);
+      assert.throws(() => prometheusText(pool, { poolLabel: "bad-name" }), TypeError);
       assert.throws(
         () => prometheusText(pool, { labels: { n: 1 as unknown as string } }),
         TypeError,
@@ -467,7 +552,7 @@ describe("prometheusText()", () => {
     const stats = statsSnapshot({
       hitRate: NaN,
       max: Infinity,
-      waitMs: { avg: 0, p50: 0, p99: 0, max: -Infinity },
+      waitMs: { avg: 0, p50: 0, p99: 0, max: -Infinity, count: 0, sum: 0 },
     });
     const source = { stats: () => stats };
     const text = prometheusText(source);

@@ -48,6 +48,8 @@ describe("Histogram", () => {
       const summary = histogram.summary();
       const mean = values.reduce((a, b) => a + b, 0) / values.length;
       assert.ok(Math.abs(summary.avg - mean) <= 0.001, `avg ${summary.avg} vs ${mean}`);
+      assert.equal(summary.count, values.length);
+      assert.ok(Math.abs(summary.sum - mean * values.length) <= 1e-6 * summary.sum, "sum exact");
       assert.equal(summary.max, Math.round(values[values.length - 1] * 1000) / 1000);
     });
   }
@@ -57,7 +59,7 @@ describe("Histogram", () => {
     assert.equal(histogram.count, 0);
     assert.equal(histogram.quantile(0.5), 0);
     assert.equal(histogram.quantile(0.99), 0);
-    assert.deepEqual(histogram.summary(), { avg: 0, p50: 0, p99: 0, max: 0 });
+    assert.deepEqual(histogram.summary(), { avg: 0, p50: 0, p99: 0, max: 0, count: 0, sum: 0 });
   });
 
   it("Histogram.quantile() never reports more than the largest recording", () => {
@@ -78,7 +80,7 @@ describe("Histogram", () => {
     histogram.record(-5);
     histogram.record(NaN);
     assert.equal(histogram.count, 2);
-    assert.deepEqual(histogram.summary(), { avg: 0, p50: 0, p99: 0, max: 0 });
+    assert.deepEqual(histogram.summary(), { avg: 0, p50: 0, p99: 0, max: 0, count: 2, sum: 0 });
   });
 
   it("Histogram keeps very long durations in its last bucket without overflowing", () => {

@@ -360,6 +360,14 @@ export function instrumentPool(
     throw new TypeError("instrumentPool() options.poolName must be a non-empty string");
   }
   const bufferSize = options.bufferSize ?? 4096;
+  // Checked before anything is registered: a throw below would leave a callback behind.
+  if (typeof bufferSize !== "number" || !Number.isInteger(bufferSize) || bufferSize < 1) {
+    throw new (typeof bufferSize === "number" ? RangeError : TypeError)(
+      `instrumentPool() options.bufferSize must be a whole number ≥ 1, received ${
+        typeof bufferSize === "number" ? bufferSize : typeof bufferSize
+      }`,
+    );
+  }
   const pool_ = { [POOL_NAME]: poolName };
   const idle = { [POOL_NAME]: poolName, [STATE]: "idle" };
   const used = { [POOL_NAME]: poolName, [STATE]: "used" };
@@ -424,9 +432,13 @@ export function instrumentPool(
     result.observe(pending, s.waiting, pool_);
     result.observe(timeouts, s.timedOut - timedOutBefore, pool_);
   };
-  meter.addBatchObservableCallback(observe, observables);
-
   const events = pool.events({ bufferSize });
+  try {
+    meter.addBatchObservableCallback(observe, observables);
+  } catch (error) {
+    void events.return?.();
+    throw error;
+  }
   const record = (event: PoolEvent): void => {
     if (event.type === "acquire") waitTime.record(event.waitedMs / 1000, pool_);
     else if (event.type === "release") useTime.record(event.heldMs / 1000, pool_);

@@ -175,8 +175,10 @@ const FAMILIES: readonly Family[] = [
     samples: (s) => [
       ["", 'quantile="0.5"', s.waitMs.p50 / 1000],
       ["", 'quantile="0.99"', s.waitMs.p99 / 1000],
-      ["_sum", "", (s.waitMs.avg * s.acquired) / 1000],
-      ["_count", "", s.acquired],
+      // The histogram's own total and count: both only grow, as a summary's must (avg × count
+      // would not: avg is rounded, so it could step back between two scrapes).
+      ["_sum", "", s.waitMs.sum / 1000],
+      ["_count", "", s.waitMs.count],
     ],
   },
   {
@@ -275,6 +277,10 @@ export function prometheusText(
   // Each pool: its label text (common labels, then its name) and one snapshot for all families.
   const snapshots: [labels: string, stats: PoolStats][] = [];
   if (isSource(pools)) {
+    // Unused for one pool, but a bad one is still a mistake to report.
+    if (options?.poolLabel !== undefined) {
+      checkLabelName("poolLabel", options.poolLabel, new Set(taken));
+    }
     snapshots.push([common, pools.stats()]);
   } else if (pools !== null && typeof pools === "object") {
     const poolLabel = options?.poolLabel ?? "pool";
