@@ -269,9 +269,11 @@ export class EventHub {
     if (options === null || typeof options !== "object") {
       throw new TypeError(`events() options must be an object, received ${String(options)}`);
     }
-    const size = options.bufferSize ?? 1024;
+    // null is a mistake like any other non-number (as in the pool's options), not "the default".
+    const size = options.bufferSize === undefined ? 1024 : options.bufferSize;
     if (typeof size !== "number") {
-      throw new TypeError(`events() options.bufferSize must be a number, received ${typeof size}`);
+      const received = size === null ? "null" : typeof size;
+      throw new TypeError(`events() options.bufferSize must be a number, received ${received}`);
     }
     if (!Number.isInteger(size) || size < 1) {
       throw new RangeError(

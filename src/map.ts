@@ -79,6 +79,8 @@ class PooledMap<T, I, R> implements AsyncIterableIterator<R> {
 
   #started = false;
   #pulling = false;
+  /** Inside the source's own next() call (it may abort the map's signal from there). */
+  #inNext = false;
   #sourceDone = false;
   #nextIndex = 0; // index of the next item pulled
   #yieldIndex = 0; // ordered: index of the next result to yield
@@ -223,11 +225,14 @@ class PooledMap<T, I, R> implements AsyncIterableIterator<R> {
       this.#pulling = true;
       this.#unread++; // the item being pulled counts against concurrency already
       let step: IteratorResult<I> | Promise<IteratorResult<I>>;
+      this.#inNext = true;
       try {
         step = this.#iterator!.next();
       } catch (error) {
         this.#pulled({ error });
         return;
+      } finally {
+        this.#inNext = false;
       }
       if (isThenable(step)) {
         step.then(
@@ -295,6 +300,9 @@ class PooledMap<T, I, R> implements AsyncIterableIterator<R> {
     this.#finished = [];
     this.#finishedHead = 0;
     this.#stopping = (async () => {
+      // Stopped from inside the source's next() (it aborted the signal): a generator cannot
+      // be closed while it runs, so close it once that call has returned.
+      if (this.#inNext) await undefined;
       while (this.#running.size > 0) await Promise.all(this.#running);
       let closeFailure: { error: unknown } | undefined;
       if (!this.#sourceDone) {

@@ -484,6 +484,10 @@ describe("Pool.events()", () => {
         assert.throws(() => pool.events({ bufferSize }), RangeError, String(bufferSize));
       }
       assert.throws(() => pool.events({ bufferSize: "8" as unknown as number }), TypeError);
+      assert.throws(() => pool.events({ bufferSize: null as unknown as number }), {
+        name: "TypeError",
+        message: "events() options.bufferSize must be a number, received null",
+      });
       assert.throws(() => pool.events({ signal: {} as AbortSignal }), TypeError);
       assert.throws(() => pool.events(null as unknown as undefined), TypeError);
       await flush();

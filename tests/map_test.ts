@@ -418,6 +418,29 @@ describe("Pool.map()", () => {
     });
   });
 
+  it("Pool.map() closes a generator that aborted the signal from inside its own next()", async () => {
+    await withPool({}, async (pool) => {
+      const controller = new AbortController();
+      const reason = new Error("stop");
+      let finalized = false;
+      function* source() {
+        try {
+          controller.abort(reason); // while the generator runs: it cannot be closed right now
+          yield 1;
+          yield 2;
+        } finally {
+          finalized = true;
+        }
+      }
+      let calls = 0;
+      const mapped = pool.map(source(), () => calls++, { signal: controller.signal });
+      await assert.rejects(mapped.next(), (error) => error === reason);
+      assert.equal(finalized, true, "its finally ran: return() was called once it could be");
+      assert.equal(calls, 0);
+      assert.equal(pool.stats().active, 0);
+    });
+  });
+
   it("Pool.map() removes its abort listener whether it completes, breaks or fails", async () => {
     await withPool({ max: 2 }, async (pool) => {
       const done = countingSignal();
