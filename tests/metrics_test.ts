@@ -248,6 +248,11 @@ describe("instrumentPool() (OpenTelemetry)", () => {
           instrumentPool(watched, { meter: counting, poolName: "p", bufferSize: "big" as never }),
         { name: "TypeError", message: /bufferSize must be a whole number ≥ 1, received string/ },
       );
+      assert.throws(
+        () =>
+          instrumentPool(watched, { meter: counting, poolName: "p", bufferSize: null as never }),
+        { name: "TypeError", message: /received null$/ },
+      );
       assert.deepEqual([callbacks, subscribers], [0, 0], "nothing registered, nothing subscribed");
       // A meter that refuses the callback leaves no event subscriber behind either.
       const refusing = new Proxy(meter, {

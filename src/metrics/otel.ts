@@ -359,12 +359,16 @@ export function instrumentPool(
   if (typeof poolName !== "string" || poolName === "") {
     throw new TypeError("instrumentPool() options.poolName must be a non-empty string");
   }
-  const bufferSize = options.bufferSize ?? 4096;
+  const bufferSize = options.bufferSize === undefined ? 4096 : options.bufferSize;
   // Checked before anything is registered: a throw below would leave a callback behind.
   if (typeof bufferSize !== "number" || !Number.isInteger(bufferSize) || bufferSize < 1) {
     throw new (typeof bufferSize === "number" ? RangeError : TypeError)(
       `instrumentPool() options.bufferSize must be a whole number ≥ 1, received ${
-        typeof bufferSize === "number" ? bufferSize : typeof bufferSize
+        typeof bufferSize === "number"
+          ? bufferSize
+          : bufferSize === null
+          ? "null"
+          : typeof bufferSize
       }`,
     );
   }
