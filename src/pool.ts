@@ -262,8 +262,13 @@ export class Pool<T> implements AsyncDisposable {
   #lastCreateError: unknown = undefined;
   #backoff: TimerHandle | undefined = undefined;
   #backoffUntil = 0; // enforced by #pump too, in case the timer was dropped
-  /** Set while the shared budget is full: stops creates until it says a permit freed. */
+  /**
+   * Set while the shared budget is full and someone waits: stops creates until the budget says
+   * a permit freed. Held only while there are waiters (a subscription keeps the process alive).
+   */
   #budgetWait: (() => void) | undefined = undefined;
+  /** Ends the subscription behind #budgetWait. */
+  #budgetStop: (() => void) | undefined = undefined;
   readonly #deadlines: Record<"create" | "validate" | "reset" | "destroy", DeadlineList>;
   /**
    * Whether acquires validate (validateOnAcquire with a validate hook). Returns are then timed
@@ -581,6 +586,7 @@ export class Pool<T> implements AsyncDisposable {
       const onAbort = () => settle(signal!.reason);
       const settle = (error?: unknown) => {
         this.#readyWaiters.delete(deferred);
+        if (this.#budgetWait !== undefined) this.#leaveBudgetWait();
         if (timer !== undefined) cancelAfter(timer);
         signal?.removeEventListener("abort", onAbort);
         if (error === undefined) resolve();
@@ -918,6 +924,7 @@ export class Pool<T> implements AsyncDisposable {
 
   #settleWaiter(w: Waiter<T>): void {
     this.#waiters.remove(w);
+    if (this.#budgetWait !== undefined) this.#leaveBudgetWait();
     if (!Number.isNaN(w.sharedDeadline) && --this.#sharedWaiters === 0) {
       this.#disarmWaitTimer(); // nobody left on it: an idle pool holds no timer
     }
@@ -1153,10 +1160,14 @@ export class Pool<T> implements AsyncDisposable {
         attempt: this.#createFailures,
       });
     }
+    const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** (this.#createFailures - 1));
+    this.#retryLater(ceiling / 2 + Math.random() * ceiling / 2);
+  }
+
+  /** No creates for `delay` ms, then #pump: after a create error, or a full budget. */
+  #retryLater(delay: number): void {
     // A listener may have closed the pool: a closed pool arms no timer.
     if (this.#backoff !== undefined || this.#closed) return;
-    const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** (this.#createFailures - 1));
-    const delay = ceiling / 2 + Math.random() * ceiling / 2;
     this.#backoffUntil = this.#reaper.now() + delay;
     // Only waiters (of acquire() or ready()) justify keeping the process alive; min upkeep
     // alone does not.
@@ -1186,24 +1197,42 @@ export class Pool<T> implements AsyncDisposable {
     }
   }
 
-  /** The shared budget is full: no creates until it says a permit may have freed. */
+  /**
+   * The shared budget is full: no creates until it says a permit may have freed. Only waiters
+   * (of acquire() or ready()) are worth a subscription, which keeps the process alive (the
+   * budget polls); min upkeep alone retries on the pool's own unref'd timer instead.
+   */
   #waitForBudget(): void {
     if (this.#budgetWait !== undefined || this.#closed) return;
-    let stop: (() => void) | undefined;
+    if (this.#waiters.size === 0 && this.#readyWaiters.size === 0) {
+      return this.#retryLater(this.#o.reapIntervalMs);
+    }
     const resume = () => {
       if (this.#budgetWait !== resume) return;
-      this.#budgetWait = undefined;
+      const stop = this.#budgetStop;
+      this.#budgetWait = this.#budgetStop = undefined;
       stop?.();
       this.#pump();
     };
     this.#budgetWait = resume;
+    let stop: (() => void) | undefined;
     try {
       stop = this.#o.budget!.onAvailable(resume);
     } catch (error) {
       this.#budgetWait = undefined;
       this.#createFailed(error);
     }
-    if (this.#budgetWait !== resume) stop?.(); // it fired at once
+    if (this.#budgetWait === resume) this.#budgetStop = stop;
+    else stop?.(); // it fired at once
+  }
+
+  /** The last waiter left (served, timed out, aborted): stop waiting on the budget. */
+  #leaveBudgetWait(): void {
+    if (this.#waiters.size > 0 || this.#readyWaiters.size > 0) return;
+    const stop = this.#budgetStop;
+    this.#budgetWait = this.#budgetStop = undefined;
+    stop?.();
+    if (this.#live() + this.#creating < this.#o.min) this.#retryLater(this.#o.reapIntervalMs);
   }
 
   #validate(r: Resource<T>, forAcquire: boolean): void {
@@ -1263,6 +1292,7 @@ export class Pool<T> implements AsyncDisposable {
             // needs nothing from #offer but its lease (measured: 0.05-0.1x of the floor less
             // contended, on all three runtimes).
             this.#waiters.remove(w);
+            if (this.#budgetWait !== undefined) this.#leaveBudgetWait();
             w.resolve(this.#lease(r, w.origin, now));
           } else {
             this.#offer(r, true, now); // the checks #offer would make were just made

@@ -252,6 +252,7 @@ describe("kvBudget()", () => {
   });
 
   it("calls onLost at the last renewal before expiry when renewals keep failing (fake clock)", async () => {
+    // The default renewEveryMs is ttlMs / 4: renewals at 250, 500 and 750 ms.
     const clock = fakeTime();
     try {
       const cut = faulty(await open());
@@ -260,9 +261,9 @@ describe("kvBudget()", () => {
       const permit = await budget.tryAcquire(signal(), () => lost++);
       assert.ok(permit);
       cut.state.down = true;
-      await clock.tickAsync(665); // the renewal at 333 failed; retried at 666
+      await clock.tickAsync(749); // the renewals at 250 and 500 failed; each left time to retry
       assert.equal(lost, 0);
-      // At 666 the permit has 334 ms left, less than two renewal intervals: given up now.
+      // At 750 the permit has 250 ms left, less than two renewal intervals: given up now.
       await clock.tickAsync(1);
       assert.equal(lost, 1, "lost a renewal interval before its expiry at 1 000 ms");
       assert.equal(budget.held, 0);
@@ -272,6 +273,21 @@ describe("kvBudget()", () => {
     } finally {
       clock.uninstall();
     }
+  });
+
+  it("with the default renewEveryMs, survives one failed renewal on real (late) timers", async () => {
+    const cut = faulty(await open());
+    const budget = kvBudget({ kv: cut.kv, key: freshKey(), limit: 1, ttlMs: 1_000 });
+    let lost = 0;
+    const permit = await budget.tryAcquire(signal(), () => lost++);
+    assert.ok(permit);
+    cut.state.down = true;
+    await sleep(400); // the renewal due at 250 ms fails, whenever its timer actually fires
+    cut.state.down = false;
+    await sleep(1_200); // renewals at 500, 750, ... succeed
+    assert.equal(lost, 0, "one failure is retried, not given up");
+    assert.equal(budget.held, 1);
+    await permit.release();
   });
 
   it("keeps a permit whose renewals failed for a while once the KV answers again", async () => {

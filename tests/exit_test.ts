@@ -65,6 +65,22 @@ describe("Process exit", () => {
     );
 
     it(
+      `a ${runtime} process exits once nobody waits on a full shared budget, without close()`,
+      { timeout: TEST_TIMEOUT_MS },
+      async () => {
+        const run = await runScript(runtime, fixture("exit_budget_full.ts"), EXIT_LIMIT_MS);
+        assert.deepEqual(report(run), {
+          timedOut: "AcquireTimeoutError",
+          aborted: "TimeoutError",
+          listening: 0,
+          subscribed: true,
+          total: 1,
+          waiting: 0,
+        });
+      },
+    );
+
+    it(
       `a ${runtime} process stays alive for ready() without deadline while creates back off`,
       { timeout: TEST_TIMEOUT_MS },
       async () => {

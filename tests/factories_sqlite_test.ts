@@ -52,6 +52,50 @@ describe("sqliteFactory()", () => {
     assert.throws(() => sqliteFactory(":memory:", { driver: "sqlite3" as never }), TypeError);
   });
 
+  for (const cacheSize of [64, 1, 0]) {
+    it(`destroy() really closes the connection, its write lock and transaction too (statementCacheSize ${cacheSize})`, async () => {
+      // bun:sqlite keeps a connection with unfinalized statements open until they are collected.
+      for (const driver of await availableDrivers()) {
+        const file = dbFile();
+        const options = { driver, statementCacheSize: cacheSize, busyTimeoutMs: 100 };
+        const pool = new Pool(sqliteFactory(file, options), { max: 1 });
+        await pool.use((db) => db.exec("create table t (x)"));
+        await pool.use((db) => {
+          db.get("select count(*) as n from t");
+          db.get("select max(x) as m from t"); // with a cache of 1, the first one is evicted
+        });
+        const lease = await pool.acquire();
+        lease.value.exec("begin immediate");
+        lease.value.run("insert into t values (?)", 1);
+        await pool.close({ timeoutMs: 0 }); // destroys the leased connection
+        await using other = new Pool(sqliteFactory(file, options), { max: 1 });
+        const written = await other.use((db) => db.run("insert into t values (?)", 2));
+        assert.equal(written.changes, 1, `${driver}: the write lock went with the connection`);
+        const rows = await other.use((db) => db.all<{ x: number }>("select x from t"));
+        assert.deepEqual(
+          rows.map((r) => r.x),
+          [2],
+          `${driver}: the open transaction was rolled back`,
+        );
+      }
+    });
+  }
+
+  it("binds true and false as 1 and 0 on every driver, positional and named", async () => {
+    for (const driver of await availableDrivers()) {
+      await using pool = new Pool(sqliteFactory(":memory:", { driver }), { max: 1 });
+      const got = await pool.use((db) => {
+        db.exec("create table flags (name text, on_ integer)");
+        db.run("insert into flags values (?, ?)", "a", true);
+        db.run("insert into flags values (:name, :on)", { name: "b", on: false });
+        const typed = db.get<{ t: string; v: number }>("select typeof(?) as t, ? as v", true, 1);
+        const rows = db.all<{ name: string; on_: number }>("select * from flags order by name");
+        return { typed: [typed?.t, typed?.v], rows: rows.map((r) => [r.name, r.on_]) };
+      });
+      assert.deepEqual(got, { typed: ["integer", 1], rows: [["a", 1], ["b", 0]] }, driver);
+    }
+  });
+
   it("runs queries through the same interface on every available driver", async () => {
     const drivers = await availableDrivers();
     assert.ok(drivers.length > 0, "this runtime has no SQLite module");

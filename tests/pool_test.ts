@@ -922,6 +922,39 @@ describe("Pool: hooks that throw", () => {
     });
   });
 
+  it("Pool keeps min on a full budget by retrying each reap interval, not by listening", async () => {
+    await withFakeTime(async (clock) => {
+      let used = 1; // one of the two permits is held elsewhere
+      let asked = 0;
+      const listeners = new Set<() => void>();
+      const budget = {
+        tryAcquire: () => {
+          asked++;
+          if (used === 2) return Promise.resolve(undefined);
+          used++;
+          return Promise.resolve({ release: () => void used-- });
+        },
+        onAvailable: (listener: () => void) => {
+          listeners.add(listener);
+          return () => void listeners.delete(listener);
+        },
+      };
+      const pool = new Pool({ create: () => ({}), destroy: () => {} }, {
+        min: 2,
+        max: 2,
+        budget,
+        reapIntervalMs: 1_000,
+      });
+      await clock.tickAsync(10);
+      assert.deepEqual([pool.stats().total, asked, listeners.size], [1, 2, 0]);
+      used--; // the other holder gives its permit back, telling nobody
+      await clock.tickAsync(1_000);
+      assert.deepEqual([pool.stats().total, listeners.size], [2, 0]);
+      assert.equal(asked, 3, "one retry after the interval, not a tight loop");
+      await closeUnderFakeTime(pool, clock);
+    });
+  });
+
   it("Pool destroys a resource whose synchronous reset() closed the pool", async () => {
     const factory = new FakeFactory();
     let closing: Promise<void> | undefined;

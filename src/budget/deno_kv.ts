@@ -153,7 +153,7 @@ export interface KvBudgetOptions {
    * this long. Keep it well above a KV write's worst latency and the clock skew between hosts.
    */
   ttlMs: number;
-  /** How often the holder renews its permits; less than `ttlMs`. @default {Math.floor(ttlMs / 3)} */
+  /** How often the holder renews its permits; less than `ttlMs`. @default {Math.floor(ttlMs / 4)} */
   renewEveryMs?: number;
   /**
    * How often a process waiting for a permit reads the slots while it is first in line or the
@@ -344,7 +344,8 @@ function shuffled<T>(items: T[]): T[] {
  *   resource, an idle one at once (gone before another process can take the slot), a leased
  *   one when released (a lease held past the expiry is the one case where the limit can be
  *   exceeded, only while this process cannot reach KV). With the default `renewEveryMs`
- *   (`ttlMs / 3`), one renewal may fail; a second failure in a row gives the permit up.
+ *   (`ttlMs / 4`), a failed renewal is retried at the next tick even when timers run late; the
+ *   permit is given up after two or three failures in a row (two once timers run late).
  * - **Permits circulate only as resources retire**: a permit goes back when its resource is
  *   destroyed. Give pools an `idleTimeoutMs` (seconds, not the default 10 minutes), so that a
  *   process that went quiet hands its permits on, and a `maxLifetimeMs`, so that busy ones do too.
@@ -413,7 +414,9 @@ export function kvBudget(options: KvBudgetOptions): KvBudget {
   const limit = requireCount("limit", options.limit, 1, false);
   const ttlMs = requireCount("ttlMs", options.ttlMs, 1, false);
   const renewEveryMs = options.renewEveryMs === undefined
-    ? Math.max(1, Math.floor(ttlMs / 3))
+    // A quarter: after a failed renewal the retry at the next tick still comes a full interval
+    // before the expiry even when timers run late (with a third, any lateness gave it up).
+    ? Math.max(1, Math.floor(ttlMs / 4))
     : requireCount("renewEveryMs", options.renewEveryMs, 1, false);
   if (renewEveryMs >= ttlMs) {
     throw new RangeError(`renewEveryMs (${renewEveryMs}) must be less than ttlMs (${ttlMs})`);

@@ -8,6 +8,11 @@
  * timeout. A `":memory:"` database is private to its connection, so a pool of them shares
  * nothing.
  *
+ * The drivers are synchronous, and so is the wait on the busy timeout: it blocks the thread. In
+ * one process, a write transaction held across an `await` makes another connection's write
+ * freeze the process for `busyTimeoutMs`, then fail with `database is locked`. Keep write
+ * transactions free of `await`, or give writes a pool of their own with `max: 1`.
+ *
  * @example
  * ```ts
  * import { Pool } from "@edgepool/pool";
@@ -27,7 +32,8 @@ import type { Factory, ResourceInfo } from "../options.ts";
 export type { Factory, ResourceInfo };
 
 /**
- * A value SQLite can bind.
+ * A value SQLite can bind. SQLite has no boolean: `true` and `false` are bound as 1 and 0 (on
+ * every driver; Deno's and Bun's node:sqlite would refuse them).
  *
  * @example How each kind of value is stored
  * ```ts
@@ -183,6 +189,12 @@ interface Statement {
   all(...params: unknown[]): unknown[];
   get(...params: unknown[]): unknown;
   run(...params: unknown[]): SqliteRunResult;
+  /**
+   * bun:sqlite's: releases the statement. Its `db.close()` leaves a connection with statements
+   * not finalized open (locks, transaction and files included) until they are collected.
+   * node:sqlite's close finalizes them itself.
+   */
+  finalize?(): void;
 }
 
 interface Database {
@@ -253,6 +265,32 @@ async function pickDriver(
 
 // ---------------------------------------------------------------- the connection
 
+/**
+ * `params` with booleans as the integers 1 and 0 (bigints: node:sqlite binds a number as a real);
+ * the same array when it has none (the common case).
+ */
+function bindable(params: SqliteParams): unknown[] {
+  for (let i = 0; i < params.length; i++) {
+    const p = params[i];
+    if (typeof p === "boolean") {
+      return params.map((v) => typeof v === "boolean" ? (v ? 1n : 0n) : v);
+    }
+    if (p !== null && typeof p === "object" && !(p instanceof Uint8Array)) {
+      const named = p as Record<string, SqliteValue>;
+      for (const key in named) {
+        if (typeof named[key] === "boolean") {
+          const copy: Record<string, unknown> = {};
+          for (const k in named) {
+            copy[k] = typeof named[k] === "boolean" ? (named[k] ? 1n : 0n) : named[k];
+          }
+          return [copy];
+        }
+      }
+    }
+  }
+  return params;
+}
+
 class Connection implements SqliteConnection {
   readonly driver: SqliteDriverName;
   readonly raw: unknown;
@@ -278,34 +316,52 @@ class Connection implements SqliteConnection {
   }
 
   all<R>(sql: string, ...params: SqliteParams): R[] {
-    return this.#statement(sql).all(...params) as R[];
+    const statement = this.#statement(sql);
+    try {
+      return statement.all(...bindable(params)) as R[];
+    } finally {
+      if (this.#cacheSize === 0) statement.finalize?.();
+    }
   }
 
   get<R>(sql: string, ...params: SqliteParams): R | undefined {
-    // bun:sqlite answers null for no row, node:sqlite undefined.
-    return (this.#statement(sql).get(...params) ?? undefined) as R | undefined;
+    const statement = this.#statement(sql);
+    try {
+      // bun:sqlite answers null for no row, node:sqlite undefined.
+      return (statement.get(...bindable(params)) ?? undefined) as R | undefined;
+    } finally {
+      if (this.#cacheSize === 0) statement.finalize?.();
+    }
   }
 
   run(sql: string, ...params: SqliteParams): SqliteRunResult {
-    const { changes, lastInsertRowid } = this.#statement(sql).run(...params);
-    return { changes, lastInsertRowid };
+    const statement = this.#statement(sql);
+    try {
+      const { changes, lastInsertRowid } = statement.run(...bindable(params));
+      return { changes, lastInsertRowid };
+    } finally {
+      if (this.#cacheSize === 0) statement.finalize?.();
+    }
   }
 
   /** @internal */
   close(): void {
+    for (const statement of this.#cache.values()) statement.finalize?.();
     this.#cache.clear();
     this.#db.close();
   }
 
+  /** A prepared statement for `sql`: cached (most recently used last), or fresh with no cache. */
   #statement(sql: string): Statement {
     let statement = this.#cache.get(sql);
     if (statement !== undefined) {
-      // Most recently used last: the first key is the one to evict.
       this.#cache.delete(sql);
     } else {
       statement = this.#db.prepare(sql);
-      if (this.#cache.size >= this.#cacheSize) {
-        this.#cache.delete(this.#cache.keys().next().value!);
+      if (this.#cacheSize > 0 && this.#cache.size >= this.#cacheSize) {
+        const [oldest, evicted] = this.#cache.entries().next().value!;
+        this.#cache.delete(oldest);
+        evicted.finalize?.();
       }
     }
     if (this.#cacheSize > 0) this.#cache.set(sql, statement);
