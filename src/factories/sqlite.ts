@@ -42,11 +42,11 @@ export type { Factory, ResourceInfo };
  * import assert from "node:assert/strict";
  *
  * await using pool = new Pool(sqliteFactory(":memory:"), { max: 1 });
- * const values: SqliteValue[] = ["text", 1.5, 7n, null, new Uint8Array([1, 2])];
+ * const values: SqliteValue[] = ["text", 1.5, 7n, true, null, new Uint8Array([1, 2])];
  * const types = await pool.use((db) =>
  *   values.map((value) => db.get<{ type: string }>("select typeof(?) as type", value)?.type)
  * );
- * assert.deepEqual(types, ["text", "real", "integer", "null", "blob"]);
+ * assert.deepEqual(types, ["text", "real", "integer", "integer", "null", "blob"]);
  * ```
  */
 export type SqliteValue = string | number | bigint | boolean | null | Uint8Array;
