@@ -1209,9 +1209,7 @@ export class Pool<T> implements AsyncDisposable {
     }
     const resume = () => {
       if (this.#budgetWait !== resume) return;
-      const stop = this.#budgetStop;
-      this.#budgetWait = this.#budgetStop = undefined;
-      stop?.();
+      this.#stopBudgetWait();
       this.#pump();
     };
     this.#budgetWait = resume;
@@ -1229,10 +1227,14 @@ export class Pool<T> implements AsyncDisposable {
   /** The last waiter left (served, timed out, aborted): stop waiting on the budget. */
   #leaveBudgetWait(): void {
     if (this.#waiters.size > 0 || this.#readyWaiters.size > 0) return;
+    this.#stopBudgetWait();
+    if (this.#live() + this.#creating < this.#o.min) this.#retryLater(this.#o.reapIntervalMs);
+  }
+
+  #stopBudgetWait(): void {
     const stop = this.#budgetStop;
     this.#budgetWait = this.#budgetStop = undefined;
     stop?.();
-    if (this.#live() + this.#creating < this.#o.min) this.#retryLater(this.#o.reapIntervalMs);
   }
 
   #validate(r: Resource<T>, forAcquire: boolean): void {

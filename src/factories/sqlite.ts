@@ -270,26 +270,17 @@ async function pickDriver(
  * the same array when it has none (the common case).
  */
 function bindable(params: SqliteParams): unknown[] {
-  for (let i = 0; i < params.length; i++) {
-    const p = params[i];
-    if (typeof p === "boolean") {
-      return params.map((v) => typeof v === "boolean" ? (v ? 1n : 0n) : v);
-    }
-    if (p !== null && typeof p === "object" && !(p instanceof Uint8Array)) {
-      const named = p as Record<string, SqliteValue>;
-      for (const key in named) {
-        if (typeof named[key] === "boolean") {
-          const copy: Record<string, unknown> = {};
-          for (const k in named) {
-            copy[k] = typeof named[k] === "boolean" ? (named[k] ? 1n : 0n) : named[k];
-          }
-          return [copy];
-        }
-      }
-    }
+  const [first] = params;
+  if (params.length === 1 && first !== null && typeof first === "object" && !isBytes(first)) {
+    const named = Object.entries(first);
+    if (!named.some(([, v]) => typeof v === "boolean")) return params;
+    return [Object.fromEntries(named.map(([k, v]) => [k, asInteger(v)]))];
   }
-  return params;
+  return params.some((v) => typeof v === "boolean") ? params.map(asInteger) : params;
 }
+
+const asInteger = (v: unknown): unknown => typeof v === "boolean" ? (v ? 1n : 0n) : v;
+const isBytes = (v: object): v is Uint8Array => v instanceof Uint8Array;
 
 class Connection implements SqliteConnection {
   readonly driver: SqliteDriverName;
@@ -316,29 +307,26 @@ class Connection implements SqliteConnection {
   }
 
   all<R>(sql: string, ...params: SqliteParams): R[] {
-    const statement = this.#statement(sql);
-    try {
-      return statement.all(...bindable(params)) as R[];
-    } finally {
-      if (this.#cacheSize === 0) statement.finalize?.();
-    }
+    return this.#execute(sql, (s) => s.all(...bindable(params)) as R[]);
   }
 
   get<R>(sql: string, ...params: SqliteParams): R | undefined {
-    const statement = this.#statement(sql);
-    try {
-      // bun:sqlite answers null for no row, node:sqlite undefined.
-      return (statement.get(...bindable(params)) ?? undefined) as R | undefined;
-    } finally {
-      if (this.#cacheSize === 0) statement.finalize?.();
-    }
+    // bun:sqlite answers null for no row, node:sqlite undefined.
+    return this.#execute(sql, (s) => (s.get(...bindable(params)) ?? undefined) as R | undefined);
   }
 
   run(sql: string, ...params: SqliteParams): SqliteRunResult {
+    return this.#execute(sql, (s) => {
+      const { changes, lastInsertRowid } = s.run(...bindable(params));
+      return { changes, lastInsertRowid };
+    });
+  }
+
+  /** Runs `use` on the statement for `sql`; one not kept in the cache is finalized after. */
+  #execute<R>(sql: string, use: (statement: Statement) => R): R {
     const statement = this.#statement(sql);
     try {
-      const { changes, lastInsertRowid } = statement.run(...bindable(params));
-      return { changes, lastInsertRowid };
+      return use(statement);
     } finally {
       if (this.#cacheSize === 0) statement.finalize?.();
     }
